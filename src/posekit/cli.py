@@ -1,0 +1,251 @@
+"""The ``posekit`` command line: predict, eval, models, weights."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+log = logging.getLogger("posekit")
+
+DEFAULT_MODEL = "openpose-mobilenet-thin"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="posekit",
+        description="Multi-person 2D human pose estimation on the CPU.",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    pr = sub.add_parser(
+        "predict",
+        help="find every person's keypoints in images and folders",
+        description=(
+            "Find every person's keypoints in images and folders of images. Writes OUT/results.json "
+            "(COCO keypoint results), OUT/images.json (the image ids used) and an overlay image "
+            "OUT/<name>.pose.jpg per input. Unreadable inputs are reported and skipped; the exit "
+            "status is then 1."
+        ),
+    )
+    pr.add_argument("sources", nargs="*", metavar="SOURCE", help="image files or folders (images directly inside)")
+    pr.add_argument("--demo", action="store_true", help="run on the built-in demo image (fetched on first use)")
+    pr.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"model preset (default: {DEFAULT_MODEL}; see `posekit models`)"
+    )
+    pr.add_argument("--out", default="posekit-out", type=Path, help="output folder (default: posekit-out)")
+    pr.add_argument("--input-size", type=int, default=None, metavar="H",
+                    help="network input height in pixels, a multiple of 8 (default: the model's)")  # fmt: skip
+    pr.add_argument("--schema", default="coco17", choices=["coco17", "openpose18"],
+                    help="keypoint layout of the written results (default: coco17)")  # fmt: skip
+    pr.add_argument("--no-overlay", action="store_true", help="do not write overlay images")
+    pr.add_argument(
+        "--openpose-json",
+        action="store_true",
+        help="also write OUT/<name>_keypoints.json per image in OpenPose's layout",
+    )
+    pr.add_argument("--threads", type=int, default=None, help="inference threads (default: the runtime's)")
+    pr.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    ev = sub.add_parser(
+        "eval",
+        help="COCO keypoint AP of a results file",
+        description="COCO keypoint AP/AR (pycocotools semantics) of a results JSON against COCO-format ground truth.",
+    )
+    ev.add_argument("results", type=Path, help="COCO keypoint results JSON (as `posekit predict` writes)")
+    ev.add_argument("--gt", type=Path, required=True, help="COCO keypoint ground-truth JSON")
+    ev.add_argument("--images", type=Path, default=None,
+                    help="images.json from `posekit predict`: maps its image ids to the ground truth's by file name")  # fmt: skip
+    ev.add_argument("--json", action="store_true", help="print the numbers as JSON")
+
+    sub.add_parser("models", help="list model presets", description="List the model presets.")
+
+    w = sub.add_parser(
+        "weights",
+        help="list, fetch or locate pretrained files",
+        description="List, fetch or locate pretrained files in the local cache.",
+    )
+    wsub = w.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
+    wsub.add_parser("list", help="list registered files and whether they are cached")
+    wf = wsub.add_parser("fetch", help="fetch files into the cache (all when no name is given)")
+    wf.add_argument("names", nargs="*", metavar="NAME")
+    wf.add_argument("--from", dest="from_path", type=Path, default=None,
+                    help="take the file from PATH (the file itself or a package archive holding it) instead of a source")  # fmt: skip
+    wf.add_argument("--force", action="store_true", help="fetch again even when cached")
+    wpath = wsub.add_parser("path", help="print the cache path of a file (fetching it if needed)")
+    wpath.add_argument("name", metavar="NAME")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        if args.command == "predict":
+            return _predict(args)
+        if args.command == "eval":
+            return _eval(args)
+        if args.command == "models":
+            return _models()
+        return _weights(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one error style at the edge: a message, no traceback
+        if args.verbose:
+            raise
+        from posekit.weights import WeightsUnavailableError
+
+        kind = "" if isinstance(exc, WeightsUnavailableError) else f"{type(exc).__name__}: "
+        print(f"error: {kind}{exc}", file=sys.stderr)
+        return 2
+
+
+def _image_id(path: Path, index: int, used: set[int]) -> int:
+    """COCO file names are image ids (000000000139.jpg -> 139); other names are numbered."""
+    iid = int(path.stem) if path.stem.isdigit() else index
+    while iid in used:
+        iid += 1_000_000
+    used.add(iid)
+    return iid
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import cv2
+    from tqdm.auto import tqdm
+
+    import posekit
+    from posekit.io import ImageReadError, atomic_write_bytes, atomic_write_json, iter_image_paths, read_image
+    from posekit.viz import draw_poses
+    from posekit.weights import fetch
+
+    sources: list[Any] = list(args.sources)
+    if args.demo:
+        sources.append(fetch("demo-image", progress=not args.quiet))
+    if not sources:
+        raise ValueError("give at least one SOURCE (an image or a folder), or --demo")
+    paths = list(iter_image_paths(sources))
+    if not paths:
+        raise ValueError(f"no images found in {', '.join(map(str, sources))}")
+    kwargs: dict[str, Any] = {"progress": not args.quiet}
+    if args.input_size is not None:
+        kwargs["input_size"] = args.input_size
+    if args.threads is not None:
+        kwargs["threads"] = args.threads
+    model = posekit.load(args.model, **kwargs)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    results: list[dict[str, Any]] = []
+    images: list[dict[str, Any]] = []
+    failed: list[tuple[Path, str]] = []
+    used_ids: set[int] = set()
+    used_names: set[str] = set()
+    n_people = 0
+    for index, path in enumerate(tqdm(paths, desc="predict", unit="img", disable=args.quiet), start=1):
+        try:
+            image = read_image(path)
+            poses = model(image).with_schema(args.schema)
+        except (ImageReadError, ValueError) as exc:
+            failed.append((path, str(exc)))
+            tqdm.write(f"error: {exc}", file=sys.stderr)
+            continue
+        iid = _image_id(path, index, used_ids)
+        name = path.stem
+        while name in used_names:
+            name += "_"
+        used_names.add(name)
+        images.append(
+            {"id": iid, "file_name": path.name, "path": str(path), "width": image.shape[1], "height": image.shape[0]}
+        )
+        results.extend(poses.to_coco(iid))
+        n_people += len(poses)
+        if not args.no_overlay:
+            ok, buf = cv2.imencode(".jpg", draw_poses(image, poses)[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
+            if ok:
+                atomic_write_bytes(out / f"{name}.pose.jpg", buf.tobytes())
+        if args.openpose_json:
+            atomic_write_json(out / f"{name}_keypoints.json", poses.to_openpose())
+    atomic_write_json(out / "results.json", results)
+    atomic_write_json(out / "images.json", images)
+    print(f"{len(images)} image(s), {n_people} person(s) -> {out / 'results.json'}", file=sys.stderr)
+    if failed:
+        print(f"{len(failed)} input(s) failed:", file=sys.stderr)
+        for path, msg in failed:
+            print(f"  {path}: {msg}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from posekit.eval import STAT_NAMES, evaluate_coco
+
+    with open(args.gt) as f:
+        gt = json.load(f)
+    with open(args.results) as f:
+        results = json.load(f)
+    if not isinstance(results, list):
+        raise ValueError(f"{args.results}: expected a JSON list of COCO keypoint results")
+    image_ids = None
+    if args.images is not None:
+        with open(args.images) as f:
+            ours = json.load(f)
+        by_name = {im["file_name"]: im["id"] for im in gt["images"]}
+        remap = {im["id"]: by_name[im["file_name"]] for im in ours if im["file_name"] in by_name}
+        missing = [im["file_name"] for im in ours if im["file_name"] not in by_name]
+        if missing:
+            raise ValueError(f"{len(missing)} predicted image(s) are not in the ground truth, e.g. {missing[0]}")
+        results = [{**r, "image_id": remap[r["image_id"]]} for r in results]
+        image_ids = sorted(remap.values())
+    stats = evaluate_coco(gt, results, image_ids=image_ids)
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        for name in STAT_NAMES:
+            print(f"{name:>5}  {stats[name]:.4f}")
+    return 0
+
+
+def _models() -> int:
+    from posekit.models import MODELS
+
+    for info in MODELS.values():
+        print(f"{info.name:28} {info.family:10} {info.schema:11} {info.license:12} {info.description}")
+    return 0
+
+
+def _weights(args: argparse.Namespace) -> int:
+    from posekit.weights import REGISTRY, cached_path, fetch, get_entry, import_file, sha256_file
+
+    if args.weights_command == "list":
+        get_entry(DEFAULT_MODEL)  # loads the built-in entries
+        for e in REGISTRY.values():
+            p = cached_path(e)
+            state = "cached" if p.exists() and sha256_file(p) == e.sha256 else "not cached"
+            print(f"{e.name:26} {e.size / 1e6:7.1f} MB  {state:10}  {e.license}")
+        return 0
+    if args.weights_command == "path":
+        print(fetch(args.name))
+        return 0
+    names = args.names
+    if not names:
+        get_entry(DEFAULT_MODEL)
+        names = list(REGISTRY)
+    if args.from_path is not None:
+        if len(names) != 1:
+            raise ValueError("--from takes exactly one NAME")
+        print(import_file(names[0], args.from_path))
+        return 0
+    for name in names:
+        print(fetch(name, force=args.force))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
