@@ -17,7 +17,15 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Connections", "PafParams", "assemble_people", "bilinear_sample", "match_limb", "score_limb"]
+__all__ = [
+    "Connections",
+    "PafParams",
+    "assemble_people",
+    "bilinear_sample",
+    "match_limb",
+    "score_limb",
+    "suppress_fragments",
+]
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,8 @@ class PafParams:
     max_limb_length: float | None = None  # heatmap pixels; None: half the map height
     min_parts: int = 3
     min_mean_score: float = 0.2
+    min_person_score: float = 0.02
+    fragment_max_parts: int = 4  # see suppress_fragments; 0 disables
 
 
 @dataclass(frozen=True)
@@ -175,9 +185,39 @@ def assemble_people(
         mean_conn = cs / cn
         if (sc[found].sum() + cs) / (n_found + cn) < params.min_mean_score:
             continue
+        person_score = float(sc.sum() / k * mean_conn)
+        if person_score < params.min_person_score:
+            continue
         kps.append(xy)
         kscores.append(np.clip(sc, 0.0, 1.0))
-        pscores.append(float(sc.sum() / k * mean_conn))
+        pscores.append(person_score)
     if not kps:
         return np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32), np.zeros(0, np.float32)
-    return np.stack(kps), np.stack(kscores), np.asarray(pscores, dtype=np.float32)
+    kp_arr, ks_arr, ps_arr = np.stack(kps), np.stack(kscores), np.asarray(pscores, dtype=np.float32)
+    keep = suppress_fragments(kp_arr, ks_arr, ps_arr, params.fragment_max_parts)
+    return kp_arr[keep], ks_arr[keep], ps_arr[keep]
+
+
+def suppress_fragments(
+    keypoints: NDArray[np.float32], keypoint_scores: NDArray[np.float32], scores: NDArray[np.float32], max_parts: int
+) -> NDArray[np.bool_]:
+    """Mask of people to keep: drop small fragments lying inside a better person.
+
+    A person with at most ``max_parts`` parts, all inside the keypoint box of another person who
+    has more parts and a higher score, is taken for a piece of that person (typically a second
+    face found on an ear in close-ups) and dropped.
+    """
+    n = len(scores)
+    keep = np.ones(n, dtype=bool)
+    found = keypoint_scores > 0
+    count = found.sum(axis=1)
+    big = np.where(found[..., None], keypoints, np.nan)
+    with np.errstate(invalid="ignore"):
+        lo, hi = np.nanmin(big, axis=1), np.nanmax(big, axis=1)  # (N, 2) boxes
+    for j in np.nonzero(count <= max_parts)[0]:
+        pts = keypoints[j][found[j]]
+        inside = np.all((pts[None] >= lo[:, None]) & (pts[None] <= hi[:, None]), axis=(1, 2))
+        better = (count > count[j]) & (scores >= scores[j])
+        better[j] = False
+        keep[j] = not np.any(inside & better)
+    return keep
