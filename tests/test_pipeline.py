@@ -81,3 +81,15 @@ def test_network_input_size_keeps_aspect_and_multiples_of_8() -> None:
         network_input_size((480, 640), 430)
     with pytest.raises(ValueError, match="multiples of 8"):
         network_input_size((480, 640), (430, 368))
+
+
+def test_multi_scale_averages_maps_on_the_largest_grid(dev_set: CocoSet) -> None:
+    model = posekit.load("openpose-mobilenet-thin", progress=False, input_size=368, scales=(0.75, 1.0))
+    image = posekit.read_image(dev_set.images / "000000197388.jpg")
+    heat, pafs, size = model.maps(image)
+    assert size[1] == 368
+    assert heat.shape[1:] == (368 // 8, size[0] // 8)
+    assert pafs.shape == (19, *heat.shape[1:], 2)
+    assert len(model(image)) == 5
+    with pytest.raises(ValueError, match="scales"):
+        posekit.load("openpose-mobilenet-thin", progress=False, scales=(0.0,))

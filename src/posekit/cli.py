@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", default="posekit-out", type=Path, help="output folder (default: posekit-out)")
     pr.add_argument("--input-size", type=int, default=None, metavar="H",
                     help="network input height in pixels, a multiple of 8 (default: the model's)")  # fmt: skip
+    pr.add_argument("--scales", type=_floats, default=None, metavar="S1,S2",
+                    help="multi-scale: run the network at these multiples of the input size and average "
+                    "(e.g. 0.85,1.15: more accurate, about 2.3x slower)")  # fmt: skip
     pr.add_argument("--schema", default="coco17", choices=["coco17", "openpose18"],
                     help="keypoint layout of the written results (default: coco17)")  # fmt: skip
     pr.add_argument("--no-overlay", action="store_true", help="do not write overlay images")
@@ -82,6 +85,16 @@ def _parser() -> argparse.ArgumentParser:
     wpath = wsub.add_parser("path", help="print the cache path of a file (fetching it if needed)")
     wpath.add_argument("name", metavar="NAME")
     return p
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"scales must be positive, got {text!r}")
+    return values
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,6 +150,8 @@ def _predict(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {"progress": not args.quiet}
     if args.input_size is not None:
         kwargs["input_size"] = args.input_size
+    if args.scales is not None:
+        kwargs["scales"] = args.scales
     if args.threads is not None:
         kwargs["threads"] = args.threads
     model = posekit.load(args.model, **kwargs)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -32,11 +34,28 @@ def _check_image(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
     return image
 
 
+def _scaled(size: int | tuple[int, int], scale: float, multiple: int) -> int | tuple[int, int]:
+    def one(v: int) -> int:
+        return max(multiple, round(v * scale / multiple) * multiple)
+
+    return one(size) if isinstance(size, int) else (one(size[0]), one(size[1]))
+
+
+def _resize_maps(maps: NDArray[np.float32], size: tuple[int, int]) -> NDArray[np.float32]:
+    """``(C, h, w)`` maps resized (bicubic) to ``size`` (W, H)."""
+    if maps.shape[2] == size[0] and maps.shape[1] == size[1]:
+        return maps
+    hwc = cv2.resize(np.ascontiguousarray(maps.transpose(1, 2, 0)), size, interpolation=cv2.INTER_CUBIC)
+    return hwc.reshape(size[1], size[0], -1).transpose(2, 0, 1)
+
+
 class BottomUp:
     """OpenPose-style bottom-up pipeline: one forward pass, then PAF parsing.
 
     ``input_size`` is the network input height (width follows the image's aspect ratio), or a
-    fixed (W, H). Its cost does not grow with the number of people.
+    fixed (W, H). ``scales`` runs the network at several multiples of that size and averages the
+    maps (on the largest grid) before parsing: on the COCO dev set (0.85, 1.15) gains about 0.035
+    AP for 2.3x the network time. Cost does not grow with the number of people.
     """
 
     def __init__(
@@ -44,21 +63,43 @@ class BottomUp:
         net: OpenPoseNet,
         *,
         input_size: int | tuple[int, int] = 432,
+        scales: Sequence[float] = (1.0,),
         peaks: PeakParams = PeakParams(),
         paf: PafParams = PafParams(),
     ) -> None:
         self.net = net
         self.input_size = input_size
+        if not scales or any(float(sc) <= 0 for sc in scales):
+            raise ValueError(f"scales must be positive numbers, got {tuple(scales)}")
+        self.scales = tuple(float(sc) for sc in scales)
         self.peaks = peaks
         self.paf = paf
         self.schema = net.spec.schema
         self.last_timings = Timings()
 
     def maps(self, image: NDArray[np.uint8]) -> tuple[NDArray[np.float32], NDArray[np.float32], tuple[int, int]]:
-        """Network outputs for an RGB image: heatmaps, PAFs and the input size (W, H) used."""
-        size = network_input_size(image.shape[:2], self.input_size, self.net.spec.size_multiple)
-        heat, pafs = self.net(image, size)
-        return heat, pafs, size
+        """Network outputs for an RGB image: heatmaps, PAFs and the input size (W, H) they refer to.
+
+        With several scales, the maps of every scale are resized to the largest scale's grid and
+        averaged; the returned size is that scale's input size.
+        """
+        multiple = self.net.spec.size_multiple
+        sizes = sorted(
+            {
+                network_input_size(image.shape[:2], _scaled(self.input_size, sc, multiple), multiple)
+                for sc in self.scales
+            }
+        )
+        outs = [self.net(image, size) for size in sizes]
+        if len(outs) == 1:
+            return outs[0][0], outs[0][1], sizes[0]
+        h, w = outs[-1][0].shape[1:]
+        heat = np.mean([_resize_maps(o[0], (w, h)) for o in outs], axis=0)
+        n_limbs = outs[-1][1].shape[0]
+        pafs = np.mean([_resize_maps(o[1].transpose(0, 3, 1, 2).reshape(n_limbs * 2, *o[1].shape[1:3]), (w, h))
+                        for o in outs], axis=0)  # fmt: skip
+        pafs = pafs.reshape(n_limbs, 2, h, w).transpose(0, 2, 3, 1)
+        return heat.astype(np.float32), np.ascontiguousarray(pafs, dtype=np.float32), sizes[-1]
 
     def decode(self, heat: NDArray[np.float32], pafs: NDArray[np.float32], size: tuple[int, int],
                image_hw: tuple[int, int]) -> Poses:  # fmt: skip
