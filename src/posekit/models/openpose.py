@@ -115,11 +115,14 @@ class OpenPoseNet:
         self, image: NDArray[np.uint8], size: tuple[int, int]
     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Heatmaps ``(K, h, w)`` and PAFs ``(L, h, w, 2)`` (x, y per limb of the schema's skeleton)."""
-        out = self.runtime.run(self.preprocess(image, size))[0][0]
-        k = self.spec.schema.num_keypoints
-        heat = out[:k]
+        return self.split_output(self.runtime.run(self.preprocess(image, size))[0])
+
+    def split_output(self, raw: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """The runtime's raw ``(1, C, h, w)`` output -> heatmaps ``(K, h, w)``, PAFs ``(L, h, w, 2)``."""
+        out = raw[0]
+        heat = out[: self.spec.schema.num_keypoints]
         idx = np.asarray(self.spec.paf_channels, dtype=np.intp) + self.spec.paf_offset  # (L, 2)
-        pafs = out[idx].transpose(0, 2, 3, 1)  # (L, h, w, 2)
+        pafs = out[idx].transpose(0, 2, 3, 1)
         return np.ascontiguousarray(heat), np.ascontiguousarray(pafs)
 
 
