@@ -17,7 +17,7 @@ __all__ = ["Poses"]
 def _frozen(a: ArrayLike, dtype: type, shape: tuple[int | None, ...], what: str) -> NDArray[Any]:
     arr = np.array(a, dtype=dtype, copy=True)  # never alias the caller's data
     if arr.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, arr.shape, strict=True)):
-        want = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
+        want = str(tuple("?" if s is None else s for s in shape)).replace("'", "")
         raise ValueError(f"{what} must have shape {want}, got {arr.shape}")
     arr.setflags(write=False)
     return arr

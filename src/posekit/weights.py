@@ -164,7 +164,8 @@ def fetch(entry: str | WeightsEntry, *, progress: bool = True, force: bool = Fal
     if dest.exists() and not force:
         if sha256_file(dest) == e.sha256:
             return dest
-        log.warning("cached %s at %s fails its checksum; fetching it again", e.name, dest)
+        log.warning("cached %s at %s fails its checksum; removing it and fetching it again", e.name, dest)
+        dest.unlink(missing_ok=True)
     errors: list[str] = []
     for src in e.sources:
         try:

@@ -59,14 +59,30 @@ def find_peaks(
     dil = dil.reshape(k, hh + 2 * r, ww)[:, r : r + hh]
     is_peak = (maps >= dil) & (maps > threshold)
     ch, ys, xs = np.nonzero(is_peak)
+    # A flat maximum (equal values, e.g. a blob centred between pixels) yields several tied
+    # pixels: keep only the first in raster order within the neighbourhood.
+    keep = np.ones(len(ys), dtype=bool)
+    for oy in range(-r, 1):
+        for ox in range(-r, r + 1):
+            if oy == 0 and ox >= 0:
+                break
+            ny, nx = ys + oy, xs + ox
+            ok = (ny >= 0) & (nx >= 0) & (nx < ww)
+            keep[ok] &= ~is_peak[ch[ok], ny[ok], nx[ok]]
+    ch, ys, xs = ch[keep], ys[keep], xs[keep]
     vals = maps[ch, ys, xs]
-    # quadratic sub-pixel refinement on the 3-point neighbourhood in x and y
-    xl = maps[ch, ys, np.maximum(xs - 1, 0)]
-    xr = maps[ch, ys, np.minimum(xs + 1, ww - 1)]
-    yu = maps[ch, np.maximum(ys - 1, 0), xs]
-    yd = maps[ch, np.minimum(ys + 1, hh - 1), xs]
-    dx = _quadratic_offset(xl, vals, xr)
-    dy = _quadratic_offset(yu, vals, yd)
+    # Quadratic sub-pixel refinement from the neighbours one heatmap pixel away (``step`` grid
+    # pixels: nearer neighbours on an upsampled grid carry the interpolation's ripple); no
+    # refinement along an axis where a neighbour would fall outside the map.
+    step = max(1, upsample)
+    inx = (xs >= step) & (xs < ww - step)
+    iny = (ys >= step) & (ys < hh - step)
+    xl = maps[ch, ys, np.clip(xs - step, 0, ww - 1)]
+    xr = maps[ch, ys, np.clip(xs + step, 0, ww - 1)]
+    yu = maps[ch, np.clip(ys - step, 0, hh - 1), xs]
+    yd = maps[ch, np.clip(ys + step, 0, hh - 1), xs]
+    dx = np.where(inx, _quadratic_offset(xl, vals, xr), 0.0) * step
+    dy = np.where(iny, _quadratic_offset(yu, vals, yd), 0.0) * step
     fx = (xs + dx + 0.5) / upsample - 0.5
     fy = (ys + dy + 0.5) / upsample - 0.5
     out = []

@@ -32,9 +32,12 @@ def _load(obj: str | os.PathLike[str] | dict[str, Any]) -> dict[str, Any]:
 
 
 def _fill_missing(gt: dict[str, Any]) -> None:
-    """Give every annotation the fields pycocotools needs, warning about what was filled."""
+    """Give every annotation the fields pycocotools needs (warning about what was filled) and ids from 1."""
     filled: set[str] = set()
-    for ann in gt.get("annotations", []):
+    # pycocotools takes a matched ground-truth id of 0 for "unmatched": renumber from 1 (ids are
+    # only used for matching, and this is a copy).
+    for i, ann in enumerate(gt.get("annotations", []), start=1):
+        ann["id"] = i
         kp = np.asarray(ann.get("keypoints", []), dtype=np.float64).reshape(-1, 3)
         if "num_keypoints" not in ann:
             ann["num_keypoints"] = int((kp[:, 2] > 0).sum())
