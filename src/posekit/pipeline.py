@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from posekit.bottomup import PafParams, PeakParams, parse_people
+from posekit.detectors import Detections
 from posekit.models.openpose import OpenPoseNet, network_input_size
 from posekit.poses import Poses
+from posekit.topdown.nms import ParametricNMS
 
-__all__ = ["BottomUp", "Timings"]
+__all__ = ["BottomUp", "Timings", "TopDown"]
 
 
 @dataclass
@@ -122,4 +125,52 @@ class BottomUp:
         poses = self.decode(heat, pafs, size, image.shape[:2])
         t2 = time.perf_counter()
         self.last_timings = Timings({"network": t1 - t0, "decode": t2 - t1})
+        return poses
+
+
+class TopDown:
+    """Top-down pipeline: a person detector, then a single-person estimator on each person's crop,
+    then pose-level NMS.
+
+    ``detector(image) -> Detections``; ``estimator.rois_from_detections(detections) -> Rois`` and
+    ``estimator(image, rois) -> Poses``; ``nms(poses) -> indices`` (``None`` disables it). Boxes
+    given to the call (for example ground truth) replace the detector.
+    """
+
+    def __init__(
+        self,
+        detector: Any,
+        estimator: Any,
+        *,
+        nms: Callable[[Poses], NDArray[np.intp]] | None = ParametricNMS(),
+    ) -> None:
+        self.detector = detector
+        self.estimator = estimator
+        self.nms = nms
+        self.schema = estimator.schema
+        self.last_timings = Timings()
+
+    def __call__(self, image: NDArray[np.uint8], boxes: ArrayLike | None = None) -> Poses:
+        """All people in an RGB uint8 image, or the people in the given xyxy ``boxes``."""
+        image = _check_image(image)
+        t0 = time.perf_counter()
+        if boxes is None:
+            rois = self.estimator.rois_from_detections(self.detector(image))
+        else:
+            b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+            rois = self.estimator.rois_from_detections(Detections(b, np.ones(len(b))))
+        t1 = time.perf_counter()
+        poses = self.estimator(image, rois)
+        t2 = time.perf_counter()
+        if self.nms is not None and len(poses) > 1:
+            poses = poses[self.nms(poses)]
+        t3 = time.perf_counter()
+        stages = {"detect": t1 - t0}
+        inner = getattr(self.estimator, "last_timings", None)
+        if isinstance(inner, dict) and inner:
+            stages.update(inner)  # crop / network / decode of the estimator
+        else:
+            stages["estimate"] = t2 - t1
+        stages["nms"] = t3 - t2
+        self.last_timings = Timings(stages)
         return poses

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,8 @@ class Poses:
     - ``keypoint_scores``: ``(N, K)`` float32 in [0, 1].
     - ``scores``: ``(N,)`` float32 per-person confidence.
     - ``boxes``: optional ``(N, 4)`` float32 xyxy; ``track_ids``: optional ``(N,)`` int64.
+    - ``extras``: optional named arrays whose first axis is the person (for example BlazePose's
+      ``world`` landmarks ``(N, K, 3)``); they follow indexing and schema conversion.
 
     Arrays are copied on construction and read-only, so a ``Poses`` never changes the caller's data.
     """
@@ -42,6 +45,7 @@ class Poses:
     schema: KeypointSchema
     boxes: NDArray[np.float32] | None = None
     track_ids: NDArray[np.int64] | None = None
+    extras: Mapping[str, NDArray[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         schema = get_schema(self.schema)
@@ -60,6 +64,14 @@ class Poses:
             object.__setattr__(self, "boxes", _frozen(self.boxes, np.float32, (n, 4), "boxes"))
         if self.track_ids is not None:
             object.__setattr__(self, "track_ids", _frozen(self.track_ids, np.int64, (n,), "track_ids"))
+        extras = {}
+        for name, value in self.extras.items():
+            arr = np.array(value, copy=True)
+            if arr.ndim == 0 or arr.shape[0] != n:
+                raise ValueError(f"extras[{name!r}] must have {n} rows (one per person), got shape {arr.shape}")
+            arr.setflags(write=False)
+            extras[name] = arr
+        object.__setattr__(self, "extras", MappingProxyType(extras))
 
     @classmethod
     def empty(cls, schema: str | KeypointSchema) -> Poses:
@@ -83,6 +95,7 @@ class Poses:
             self.schema,
             None if self.boxes is None else self.boxes[index],
             None if self.track_ids is None else self.track_ids[index],
+            {k: v[index] for k, v in self.extras.items()},
         )
 
     def __iter__(self) -> Iterator[Poses]:
@@ -115,7 +128,18 @@ class Poses:
         if dst == self.schema:
             return self
         kp, ks = convert_keypoints(self.keypoints, self.keypoint_scores, self.schema, dst)
-        return Poses(kp, ks, self.scores, dst, self.boxes, self.track_ids)
+        extras = {}
+        k_src = self.schema.num_keypoints
+        for name, value in self.extras.items():
+            if value.ndim >= 2 and value.shape[1] == k_src:  # per keypoint: map by name, NaN elsewhere
+                out = np.full((len(self), dst.num_keypoints, *value.shape[2:]), np.nan, dtype=np.float32)
+                for j, kname in enumerate(dst.keypoints):
+                    if kname in self.schema.keypoints:
+                        out[:, j] = value[:, self.schema.keypoints.index(kname)]
+                extras[name] = out
+            else:
+                extras[name] = value
+        return Poses(kp, ks, self.scores, dst, self.boxes, self.track_ids, extras)
 
     def _triplets(self) -> NDArray[np.float32]:
         """``(N, K, 3)`` x, y, score with missing keypoints as 0, 0, 0."""

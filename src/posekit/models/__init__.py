@@ -51,4 +51,5 @@ def load(name: str, **kwargs: Any) -> Any:
     return info.factory(**kwargs)
 
 
-from posekit.models import openpose as _openpose  # noqa: E402,F401  (registers presets)
+from posekit.models import blazepose as _blazepose  # noqa: E402,F401  (registers presets)
+from posekit.models import openpose as _openpose  # noqa: E402,F401

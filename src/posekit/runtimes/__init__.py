@@ -28,6 +28,7 @@ class Runtime(Protocol):
 # runtime name -> "module:factory"; the factory takes (path, model_format, outputs, threads).
 RUNTIMES: dict[str, str] = {
     "opencv": "posekit.runtimes.opencv_dnn:OpenCVDNN",
+    "litert": "posekit.runtimes.litert:LiteRT",
 }
 
 
