@@ -53,7 +53,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -68,6 +67,7 @@ from tqdm import tqdm
 
 import posekit
 from posekit.eval import evaluate_coco
+from posekit.io import atomic_write_bytes
 from posekit.pipeline import BottomUp
 
 HERE = Path(__file__).resolve().parent
@@ -282,18 +282,7 @@ def machine_info(threads: int) -> dict[str, Any]:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are ordinary readable files
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, text.encode())
 
 
 def _ms(values: Sequence[float]) -> str:

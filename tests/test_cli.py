@@ -108,3 +108,16 @@ def test_models_lists_the_default() -> None:
     r = posekit("models")
     assert r.returncode == 0
     assert "openpose-mobilenet-thin" in r.stdout
+
+
+def test_predict_with_blazepose_top_down(dev_set: CocoSet, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    r = posekit("predict", dev_set.images / "000000163746.jpg", "--model", "blazepose", "--out", out, "-q")
+    assert r.returncode == 0, r.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert len(results) >= 2
+    assert all(len(x["keypoints"]) == 51 for x in results)
+    r = posekit("predict", dev_set.images / "000000163746.jpg", "--model", "blazepose", "--input-size", "368",
+                "--out", out, "-q")  # fmt: skip
+    assert r.returncode == 2
+    assert "bottom-up" in r.stderr

@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--scales", type=_floats, default=None, metavar="S1,S2",
                     help="multi-scale: run the network at these multiples of the input size and average "
                     "(e.g. 0.85,1.15: more accurate, about 2.3x slower)")  # fmt: skip
-    pr.add_argument("--schema", default="coco17", choices=["coco17", "openpose18"],
+    pr.add_argument("--schema", default="coco17", choices=["coco17", "openpose18", "blazepose33"],
                     help="keypoint layout of the written results (default: coco17)")  # fmt: skip
     pr.add_argument("--no-overlay", action="store_true", help="do not write overlay images")
     pr.add_argument(
@@ -147,6 +147,13 @@ def _predict(args: argparse.Namespace) -> int:
     paths = list(iter_image_paths(sources))
     if not paths:
         raise ValueError(f"no images found in {', '.join(map(str, sources))}")
+    from posekit.models import MODELS
+
+    info = MODELS.get(args.model)
+    if info is None:
+        raise ValueError(f"unknown model {args.model!r}; expected one of {sorted(MODELS)}")
+    if info.family != "bottom-up" and (args.input_size is not None or args.scales is not None):
+        raise ValueError(f"--input-size and --scales apply to bottom-up models; {args.model} is {info.family}")
     kwargs: dict[str, Any] = {"progress": not args.quiet}
     if args.input_size is not None:
         kwargs["input_size"] = args.input_size
