@@ -134,7 +134,8 @@ class TopDown:
 
     ``detector(image) -> Detections``; ``estimator.rois_from_detections(detections) -> Rois`` and
     ``estimator(image, rois) -> Poses``; ``nms(poses) -> indices`` (``None`` disables it). Boxes
-    given to the call (for example ground truth) replace the detector.
+    given to the call (for example ground truth) replace the detector, and each gives one person
+    (no NMS between them).
     """
 
     def __init__(
@@ -162,7 +163,7 @@ class TopDown:
         t1 = time.perf_counter()
         poses = self.estimator(image, rois)
         t2 = time.perf_counter()
-        if self.nms is not None and len(poses) > 1:
+        if boxes is None and self.nms is not None and len(poses) > 1:  # given boxes are distinct people
             poses = poses[self.nms(poses)]
         t3 = time.perf_counter()
         stages = {"detect": t1 - t0}

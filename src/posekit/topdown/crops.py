@@ -1,7 +1,8 @@
 """Rotated square crops: regions of interest, crop matrices, cropping and mapping back.
 
-Coordinates are continuous: pixel (i, j) covers [j, j+1) x [i, i+1), so a point at x = 0.5 is the
-centre of the first column. A region of interest (ROI) is a square of side ``size`` centred at
+Coordinates are image pixels with pixel (row i, column j) at (x, y) = (j, i), the convention of
+MediaPipe's crops (OpenCV's affine warps take pixel indices as positions), which posekit's BlazePose
+matches to a fraction of a pixel. A region of interest (ROI) is a square of side ``size`` centred at
 ``center`` and rotated by ``rotation`` radians (positive turns the crop's up direction towards the
 image's +x, i.e. clockwise on screen).
 """

@@ -77,17 +77,19 @@ def oks(
     reference: NDArray[np.floating],
     reference_visible: NDArray[np.bool_],
     others: NDArray[np.floating],
+    others_visible: NDArray[np.bool_],
     area: float,
     sigmas: NDArray[np.floating],
 ) -> NDArray[np.float64]:
-    """COCO object keypoint similarity of ``others (N, K, 2)`` to one ``reference (K, 2)``,
-    over the reference's visible keypoints, for a person of ``area`` pixels."""
+    """Object keypoint similarity of ``others (N, K, 2)`` to one ``reference (K, 2)`` for a person
+    of ``area`` pixels, averaged over the keypoints found in both poses (as mmpose's OKS-NMS does:
+    a duplicate that lost some keypoints still matches)."""
     var = (2 * np.asarray(sigmas, dtype=np.float64)) ** 2
     d2 = ((np.asarray(others, dtype=np.float64) - reference[None]) ** 2).sum(axis=2)
     e = d2 / var[None] / (area + np.spacing(1)) / 2
-    sim = np.where(reference_visible[None], np.exp(-e), 0.0)
-    sim = np.nan_to_num(sim, nan=0.0)
-    return sim.sum(axis=1) / max(int(reference_visible.sum()), 1)
+    both = reference_visible[None] & others_visible
+    sim = np.where(both, np.exp(-np.where(both, e, 0.0)), 0.0)
+    return sim.sum(axis=1) / np.maximum(both.sum(axis=1), 1)
 
 
 def oks_nms(
@@ -115,7 +117,7 @@ def oks_nms(
         alive[i] = False
         others = np.nonzero(alive)[0]
         if len(others):
-            sim = oks(kp[i], visible[i], kp[others], float(areas[i]), sigmas)
+            sim = oks(kp[i], visible[i], kp[others], visible[others], float(areas[i]), sigmas)
             alive[others[sim > threshold]] = False
     return np.asarray(keep, dtype=np.intp)
 
