@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 __all__ = [
     "BLAZEPOSE_33",
     "COCO_17",
+    "MPII_14",
     "OPENPOSE_18",
     "SCHEMAS",
     "KeypointSchema",
@@ -161,7 +162,25 @@ BLAZEPOSE_33 = KeypointSchema(
     flip_pairs=_blaze_flip_pairs(_BLAZEPOSE_NAMES),
 )  # fmt: skip
 
-SCHEMAS: dict[str, KeypointSchema] = {s.name: s for s in (COCO_17, OPENPOSE_18, BLAZEPOSE_33)}
+_MPII_NAMES = (
+    "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
+    "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist",
+    "upper_neck", "head_top",
+)  # fmt: skip
+
+
+# The Bonn / PoseTrack-CVPR2017 layout (MPII's 16 joints without pelvis and thorax). Its skeleton is
+# the one in the Bonn file, made 0-based. No OKS sigmas: this layout is scored with PCKh.
+MPII_14 = KeypointSchema(
+    name="mpii14",
+    keypoints=_MPII_NAMES,
+    skeleton=((0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 12), (12, 9), (9, 10),
+              (10, 11), (8, 2), (9, 3), (12, 13)),
+    flip_pairs=_left_right_pairs(_MPII_NAMES),
+    derived={"upper_neck": ("left_shoulder", "right_shoulder")},
+)  # fmt: skip
+
+SCHEMAS: dict[str, KeypointSchema] = {s.name: s for s in (COCO_17, OPENPOSE_18, BLAZEPOSE_33, MPII_14)}
 
 
 def get_schema(schema: str | KeypointSchema) -> KeypointSchema:
