@@ -47,6 +47,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from posekit.poses import Poses
 from posekit.schemas import COCO_17, MPII_14, KeypointSchema, get_schema
+from posekit.tracking.assignment import linear_sum_assignment
 
 __all__ = [
     "HEAD_SCALE",
@@ -301,54 +302,11 @@ def _prediction_frames(
 
 
 def _assign_max(weight: NDArray[np.float64]) -> list[tuple[int, int]]:
-    """Rows and columns paired to maximise the summed ``weight`` (rectangular; Hungarian method).
-
-    Shortest augmenting paths with row/column potentials on the square cost matrix
-    ``max(weight) - weight``, padded with the cost of "unpaired" (weight 0). O(n^3).
-    """
-    m, p = weight.shape
-    n = max(m, p)
-    if m == 0 or p == 0:
+    """Rows and columns paired one-to-one to maximise the summed ``weight`` (rectangular)."""
+    if weight.size == 0:
         return []
-    top = max(float(weight.max()), 0.0)
-    cost = np.full((n, n), top)
-    cost[:m, :p] = top - weight
-    inf = math.inf
-    u = np.zeros(n + 1)
-    v = np.zeros(n + 1)
-    row_of = np.zeros(n + 1, dtype=np.intp)  # row_of[j]: 1-based row on column j (0 = free)
-    prev = np.zeros(n + 1, dtype=np.intp)
-    for i in range(1, n + 1):
-        row_of[0] = i
-        j0 = 0
-        dist = np.full(n + 1, inf)
-        done = np.zeros(n + 1, dtype=bool)
-        while True:
-            done[j0] = True
-            i0 = row_of[j0]
-            delta, j1 = inf, 0
-            for j in range(1, n + 1):
-                if done[j]:
-                    continue
-                reduced = cost[i0 - 1, j - 1] - u[i0] - v[j]
-                if reduced < dist[j]:
-                    dist[j], prev[j] = reduced, j0
-                if dist[j] < delta:
-                    delta, j1 = dist[j], j
-            for j in range(n + 1):
-                if done[j]:
-                    u[row_of[j]] += delta
-                    v[j] -= delta
-                else:
-                    dist[j] -= delta
-            j0 = j1
-            if row_of[j0] == 0:
-                break
-        while j0:  # flip the augmenting path
-            j1 = prev[j0]
-            row_of[j0] = row_of[j1]
-            j0 = j1
-    return sorted((int(row_of[j]) - 1, j - 1) for j in range(1, n + 1) if row_of[j] and row_of[j] <= m and j <= p)
+    rows, cols = linear_sum_assignment(-weight)
+    return sorted(zip(rows.tolist(), cols.tolist(), strict=True))
 
 
 _DIST_CAP = 10.0  # normalised distances are capped here for the tie-break (and a missing joint costs the cap)
