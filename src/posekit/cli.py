@@ -59,14 +59,45 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser(
         "eval",
-        help="COCO keypoint AP of a results file",
-        description="COCO keypoint AP/AR (pycocotools semantics) of a results JSON against COCO-format ground truth.",
+        help="COCO keypoint AP or PCKh of results, or of a model run on an annotated folder",
+        description=(
+            "COCO keypoint AP/AR (pycocotools' numbers, computed by posekit's exact vectorised evaluator) with a "
+            "per-keypoint breakdown, or PCKh for MPII-style ground truth. Evaluates a results JSON, or runs --model "
+            "on the ground truth's images first."
+        ),
     )
-    ev.add_argument("results", type=Path, help="COCO keypoint results JSON (as `posekit predict` writes)")
-    ev.add_argument("--gt", type=Path, required=True, help="COCO keypoint ground-truth JSON")
+    ev.add_argument("results", type=Path, nargs="?", help="COCO keypoint results JSON (as `posekit predict` writes)")
+    ev.add_argument("--gt", type=Path, required=True, help="COCO-format keypoint ground-truth JSON")
     ev.add_argument("--images", type=Path, default=None,
                     help="images.json from `posekit predict`: maps its image ids to the ground truth's by file name")  # fmt: skip
+    ev.add_argument("--model", default=None, help="run this model preset on the ground truth's images instead of reading RESULTS")
+    ev.add_argument("--image-dir", type=Path, default=None, help="folder of the ground truth's images (default: GT's folder/images)")
+    ev.add_argument("--metric", choices=["ap", "pckh"], default="ap", help="COCO OKS AP (default) or PCKh (MPII-style GT)")
+    ev.add_argument("--sigmas", type=_floats, default=None, metavar="S1,S2,...",
+                    help="OKS sigmas, one per keypoint (default: COCO-17's; needed for other layouts)")  # fmt: skip
+    ev.add_argument("--threshold", type=float, default=0.5, help="PCKh threshold in head sizes (default 0.5)")
+    ev.add_argument("--reference", action="store_true", help="compute AP with pycocotools instead (slower, same numbers)")
     ev.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    ev.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    be = sub.add_parser(
+        "bench",
+        help="per-stage timings, and speed against the number of people",
+        description=(
+            "Time each pipeline stage (and end to end) on your images, or, with --crowd DATA, on composed images of "
+            "1, 2, 4, 8 and 16 real COCO people to show how cost grows with the crowd (top-down) or stays flat "
+            "(bottom-up). DATA is a folder holding coco-val2017-dev/ and coco-train2017-mini/ (../shared/data here). "
+            "Writes OUT/speed.json, OUT/speed.md and, with --crowd, OUT/speed.png."
+        ),
+    )
+    be.add_argument("images", nargs="*", type=Path, metavar="IMAGE", help="images or folders to time on")
+    be.add_argument("--models", default="openpose-mobilenet-thin,blazepose", help="comma-separated presets")
+    be.add_argument("--crowd", type=Path, default=None, metavar="DATA", help="compose crowds from this COCO data folder")
+    be.add_argument("--counts", default="1,2,4,8,16", help="crowd sizes with --crowd (default 1,2,4,8,16)")
+    be.add_argument("--repeats", type=int, default=3, help="timed rounds (default 3)")
+    be.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
+    be.add_argument("--threads", type=int, default=2, help="inference threads (default 2)")
+    be.add_argument("--out", type=Path, default=Path("posekit-bench"), help="output folder (default posekit-bench)")
 
     sub.add_parser("models", help="list model presets", description="List the model presets.")
 
@@ -107,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _eval(args)
         if args.command == "models":
             return _models()
+        if args.command == "bench":
+            return _bench(args)
         return _weights(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -206,31 +239,118 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from posekit.eval import STAT_NAMES, evaluate_coco
+    from posekit.eval import STAT_NAMES, evaluate_coco, evaluate_keypoints, pckh
 
     with open(args.gt) as f:
         gt = json.load(f)
+    if args.model is not None:
+        if args.results is not None:
+            raise ValueError("give either RESULTS or --model, not both")
+        results = _run_on_ground_truth(args, gt)
+        image_ids = None
+    else:
+        if args.results is None:
+            raise ValueError("give a RESULTS file, or --model to run a model on the ground truth's images")
+        results, image_ids = _read_results(args, gt)
+    if args.metric == "pckh":
+        res = pckh(gt, results, threshold=args.threshold)
+        if args.json:
+            print(json.dumps(res.to_dict(), indent=2))
+        else:
+            print(f"PCKh@{args.threshold:g}  {res.pckh:.4f}   ({res.num_matched}/{res.num_gt_people} people matched)")
+            for name, value in res.per_joint.items():
+                print(f"  {name:16} {value:.4f}")
+        return 0
+    per_kp: dict[str, float] = {}
+    if args.reference:
+        stats = evaluate_coco(gt, results, image_ids=image_ids, sigmas=args.sigmas)
+    else:
+        ev = evaluate_keypoints(gt, results, image_ids=image_ids, sigmas=args.sigmas)
+        stats = ev.stats
+        names = _keypoint_names(gt, len(ev.keypoint_similarity))
+        per_kp = {n: float(v) for n, v in zip(names, ev.keypoint_similarity, strict=True)}
+    if args.json:
+        print(json.dumps({"stats": stats, "keypoint_similarity": per_kp}, indent=2))
+        return 0
+    for name in STAT_NAMES:
+        print(f"{name:>5}  {stats[name]:.4f}")
+    if per_kp:
+        print("mean OKS term per keypoint (pairs matched at OKS 0.5; 1 = exact):")
+        for name, value in per_kp.items():
+            print(f"  {name:16} {value:.3f}")
+    return 0
+
+
+def _keypoint_names(gt: dict[str, Any], k: int) -> list[str]:
+    for cat in gt.get("categories", []):
+        if len(cat.get("keypoints", [])) == k:
+            return [str(n) for n in cat["keypoints"]]
+    return [f"keypoint_{i}" for i in range(k)]
+
+
+def _read_results(args: argparse.Namespace, gt: dict[str, Any]) -> tuple[list[dict[str, Any]], list[int] | None]:
     with open(args.results) as f:
         results = json.load(f)
     if not isinstance(results, list):
         raise ValueError(f"{args.results}: expected a JSON list of COCO keypoint results")
-    image_ids = None
-    if args.images is not None:
-        with open(args.images) as f:
-            ours = json.load(f)
-        by_name = {im["file_name"]: im["id"] for im in gt["images"]}
-        remap = {im["id"]: by_name[im["file_name"]] for im in ours if im["file_name"] in by_name}
-        missing = [im["file_name"] for im in ours if im["file_name"] not in by_name]
-        if missing:
-            raise ValueError(f"{len(missing)} predicted image(s) are not in the ground truth, e.g. {missing[0]}")
-        results = [{**r, "image_id": remap[r["image_id"]]} for r in results]
-        image_ids = sorted(remap.values())
-    stats = evaluate_coco(gt, results, image_ids=image_ids)
-    if args.json:
-        print(json.dumps(stats, indent=2))
-    else:
-        for name in STAT_NAMES:
-            print(f"{name:>5}  {stats[name]:.4f}")
+    if args.images is None:
+        return results, None
+    with open(args.images) as f:
+        ours = json.load(f)
+    by_name = {im["file_name"]: im["id"] for im in gt["images"]}
+    missing = [im["file_name"] for im in ours if im["file_name"] not in by_name]
+    if missing:
+        raise ValueError(f"{len(missing)} predicted image(s) are not in the ground truth, e.g. {missing[0]}")
+    remap = {im["id"]: by_name[im["file_name"]] for im in ours}
+    return [{**r, "image_id": remap[r["image_id"]]} for r in results], sorted(remap.values())
+
+
+def _run_on_ground_truth(args: argparse.Namespace, gt: dict[str, Any]) -> list[dict[str, Any]]:
+    from tqdm.auto import tqdm
+
+    import posekit
+    from posekit.io import read_image
+
+    image_dir = args.image_dir or args.gt.parent / "images"
+    model = posekit.load(args.model, progress=not args.quiet)
+    results: list[dict[str, Any]] = []
+    for im in tqdm(gt["images"], desc=f"eval {args.model}", unit="img", disable=args.quiet):
+        path = image_dir / im["file_name"]
+        if not path.exists():  # some layouts keep images beside the JSON
+            path = args.gt.parent / im["file_name"]
+        results.extend(model(read_image(path)).with_schema("coco17").to_coco(im["id"]))
+    return results
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import posekit
+    from posekit import bench
+    from posekit.io import atomic_write_bytes, atomic_write_json, iter_image_paths, read_image
+
+    names = [n for n in args.models.split(",") if n]
+    models = {n: posekit.load(n, threads=args.threads, progress=True) for n in names}
+    if args.crowd is not None:
+        counts = [int(c) for c in args.counts.split(",")]
+        result = bench.speed_vs_people(models, counts, data_dir=args.crowd, repeats=args.repeats, warmup=args.warmup)
+        paths = bench.write_report(result, args.out)
+        print(bench.report_markdown(result))
+        print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
+        return 0
+    if not args.images:
+        raise ValueError("give IMAGE files or folders to time on, or --crowd DATA for the speed-versus-people comparison")
+    images = [read_image(p) for p in iter_image_paths(args.images)]
+    if not images:
+        raise ValueError("no images found")
+    result = {n: bench.bench_pipeline(m, images, repeats=args.repeats, warmup=args.warmup) for n, m in models.items()}
+    atomic_write_json(args.out / "speed.json", result)
+    lines = ["| pipeline | stage | median ms | min ms |", "|---|---|---:|---:|"]
+    for name, r in result.items():
+        for stage, st in {"load (JPEG decode)": r["load"], **r["stages"], "end to end": r["end_to_end"]}.items():
+            lines.append(f"| {name} | {stage} | {st['median_ms']:.1f} | {st['min_ms']:.1f} |")
+        lines.append(f"| {name} | images/s | {r['images_per_s']:.2f} | |")
+    table = "\n".join(lines) + "\n"
+    atomic_write_bytes(args.out / "speed.md", table.encode())
+    print(table)
     return 0
 
 
