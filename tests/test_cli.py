@@ -165,3 +165,53 @@ def test_bench_times_every_stage(dev_set: CocoSet, tmp_path: Path) -> None:
     stages = result["openpose-mobilenet-thin"]["stages"]
     assert set(stages) == {"network", "decode"}
     assert "end to end" in (tmp_path / "speed.md").read_text()
+
+
+def _bonn_video(data_dir: Path, path: Path, frames: int = 6) -> Path:
+    import cv2
+
+    files = sorted((data_dir / "posetrack-bonn" / "videos" / "060470979").glob("*.jpg"))[:frames]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (960, 540))
+    for f in files:
+        writer.write(cv2.imread(str(f)))
+    writer.release()
+    return path
+
+
+def test_track_a_real_video_keeps_ids(data_dir: Path, tmp_path: Path) -> None:
+    video = _bonn_video(data_dir, tmp_path / "bonn.mp4")
+    out = tmp_path / "out"
+    r = posekit("track", video, "--out", out, "-q")
+    assert r.returncode == 0, r.stderr
+    tracks = json.loads((out / "tracks.json").read_text())
+    frames_of: dict[int, set[int]] = {}
+    for x in tracks:
+        frames_of.setdefault(x["track_id"], set()).add(x["frame_id"])
+    full = [t for t, f in frames_of.items() if t >= 0 and len(f) == 6]
+    assert len(full) == 4, f"the 4 people keep one id each over the 6 frames: {frames_of}"
+    header = (out / "keypoints.csv").read_text().splitlines()[0].split(",")
+    assert {"frame", "track_id", "keypoint", "x", "y", "score"} <= set(header)
+    assert len(list((out / "openpose").glob("*.json"))) == 6
+    assert (out / "overlay.mp4").stat().st_size > 0
+
+
+def test_predict_accepts_a_video_and_reports_a_non_media_file(data_dir: Path, tmp_path: Path) -> None:
+    video = _bonn_video(data_dir, tmp_path / "clip.mp4", frames=3)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture")
+    out = tmp_path / "out"
+    r = posekit("predict", video, notes, "--out", out, "-q")
+    assert r.returncode == 1
+    assert "notes.txt: not a readable image or video" in r.stderr
+    per_frame = json.loads((out / "clip.json").read_text())
+    assert sorted({x["frame_id"] for x in per_frame}) == [0, 1, 2]
+    assert (out / "clip.pose.mp4").exists()
+
+
+def test_track_an_unreadable_source_fails_clearly(tmp_path: Path) -> None:
+    bad = tmp_path / "cut.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
+    r = posekit("track", bad, "--out", tmp_path / "out", "-q")
+    assert r.returncode == 2
+    assert "cut.mp4" in r.stderr
+    assert not (tmp_path / "out" / "tracks.json").exists()

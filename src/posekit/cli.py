@@ -29,13 +29,14 @@ def _parser() -> argparse.ArgumentParser:
         "predict",
         help="find every person's keypoints in images and folders",
         description=(
-            "Find every person's keypoints in images and folders of images. Writes OUT/results.json "
+            "Find every person's keypoints in images, folders of images and videos. Writes OUT/results.json "
             "(COCO keypoint results), OUT/images.json (the image ids used) and an overlay image "
-            "OUT/<name>.pose.jpg per input. Unreadable inputs are reported and skipped; the exit "
-            "status is then 1."
+            "OUT/<name>.pose.jpg per image; for a video, OUT/<name>.json (results per frame) and "
+            "OUT/<name>.pose.mp4 (use `posekit track` for track ids). Unreadable inputs are reported "
+            "and skipped; the exit status is then 1."
         ),
     )
-    pr.add_argument("sources", nargs="*", metavar="SOURCE", help="image files or folders (images directly inside)")
+    pr.add_argument("sources", nargs="*", metavar="SOURCE", help="image or video files, or folders (images directly inside)")
     pr.add_argument("--demo", action="store_true", help="run on the built-in demo image (fetched on first use)")
     pr.add_argument(
         "--model", default=DEFAULT_MODEL, help=f"model preset (default: {DEFAULT_MODEL}; see `posekit models`)"
@@ -80,6 +81,28 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print the numbers as JSON")
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
+    tr = sub.add_parser(
+        "track",
+        help="poses with persistent track ids in a video, image sequence, camera or stream",
+        description=(
+            "Track every person through a video file, a folder or glob of frames, a camera (0, 1, ...) or a stream "
+            "URL (rtsp://...). Stages run in threads connected by bounded queues (load, infer, track+smooth, write). "
+            "Writes OUT/tracks.json (COCO-style results with frame_id and track_id), OUT/keypoints.csv (one row per "
+            "keypoint), OUT/openpose/ (OpenPose JSON per frame) and OUT/overlay.mp4. Ctrl+C stops cleanly with "
+            "everything so far written; a truncated video is processed up to where it breaks."
+        ),
+    )
+    tr.add_argument("source", help="video file, image folder or glob, camera index, or stream URL")
+    tr.add_argument("--model", default=DEFAULT_MODEL, help=f"model preset (default: {DEFAULT_MODEL})")
+    tr.add_argument("--out", default="posekit-track", type=Path, help="output folder (default: posekit-track)")
+    tr.add_argument("--fps", type=float, default=None, help="frame rate of an image sequence (for timestamps)")
+    tr.add_argument("--no-smooth", action="store_true", help="no One-Euro smoothing of keypoints")
+    tr.add_argument("--no-video", action="store_true", help="do not write the overlay video")
+    tr.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    tr.add_argument("--sequential", action="store_true", help="one loop instead of threaded stages")
+    tr.add_argument("--threads", type=int, default=None, help="inference threads (default: the runtime's)")
+    tr.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
     be = sub.add_parser(
         "bench",
         help="per-stage timings, and speed against the number of people",
@@ -118,6 +141,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _quiet_opencv() -> None:
+    """OpenCV's own warnings (e.g. probing a non-video file) duplicate posekit's error messages."""
+    try:
+        import cv2
+
+        cv2.setLogLevel(2)  # errors only
+    except (ImportError, AttributeError):  # pragma: no cover - older or partial OpenCV builds
+        pass
+
+
 def _floats(text: str) -> tuple[float, ...]:
     try:
         values = tuple(float(v) for v in text.split(","))
@@ -131,6 +164,8 @@ def _floats(text: str) -> tuple[float, ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    if not args.verbose:
+        _quiet_opencv()
     try:
         if args.command == "predict":
             return _predict(args)
@@ -140,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _models()
         if args.command == "bench":
             return _bench(args)
+        if args.command == "track":
+            return _track(args)
         return _weights(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -168,7 +205,14 @@ def _predict(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     import posekit
-    from posekit.io import ImageReadError, atomic_write_bytes, atomic_write_json, iter_image_paths, read_image
+    from posekit.io import (
+        IMAGE_SUFFIXES,
+        ImageReadError,
+        atomic_write_bytes,
+        atomic_write_json,
+        iter_image_paths,
+        read_image,
+    )
     from posekit.viz import draw_poses
     from posekit.weights import fetch
 
@@ -176,7 +220,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.demo:
         sources.append(fetch("demo-image", progress=not args.quiet))
     if not sources:
-        raise ValueError("give at least one SOURCE (an image or a folder), or --demo")
+        raise ValueError("give at least one SOURCE (an image, a video or a folder), or --demo")
     paths = list(iter_image_paths(sources))
     if not paths:
         raise ValueError(f"no images found in {', '.join(map(str, sources))}")
@@ -204,6 +248,13 @@ def _predict(args: argparse.Namespace) -> int:
     used_names: set[str] = set()
     n_people = 0
     for index, path in enumerate(tqdm(paths, desc="predict", unit="img", disable=args.quiet), start=1):
+        if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES:
+            try:  # not an image by name: a video?
+                _predict_video(args, model, path, out, used_names)
+            except (ValueError, RuntimeError) as exc:
+                failed.append((path, f"not a readable image or video ({exc})"))
+                tqdm.write(f"error: {path}: not a readable image or video", file=sys.stderr)
+            continue
         try:
             image = read_image(path)
             poses = model(image).with_schema(args.schema)
@@ -236,6 +287,26 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"  {path}: {msg}", file=sys.stderr)
         return 1
     return 0
+
+
+def _predict_video(args: argparse.Namespace, model: Any, path: Path, out: Path, used_names: set[str]) -> None:
+    """Poses on every frame of a video (no tracking: see `posekit track`): OUT/<name>.json holds COCO
+    results with ``frame_id`` (image ids are frame indices) and OUT/<name>.pose.mp4 the overlay."""
+    from posekit.io.sinks import CocoTrackJsonSink, Sink, VideoSink
+    from posekit.io.video import open_source
+    from posekit.stream import run_stream
+
+    name = path.stem
+    while name in used_names:
+        name += "_"
+    used_names.add(name)
+    sinks: list[Sink] = [CocoTrackJsonSink(out / f"{name}.json", schema=args.schema)]
+    if not args.no_overlay:
+        sinks.append(VideoSink(out / f"{name}.pose.mp4"))
+    with open_source(path) as source:
+        summary = run_stream(source, model, sinks, progress=not args.quiet)
+    if summary.source_stop is not None:
+        print(f"warning: {path}: stopped early: {summary.source_stop}", file=sys.stderr)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -320,6 +391,47 @@ def _run_on_ground_truth(args: argparse.Namespace, gt: dict[str, Any]) -> list[d
             path = args.gt.parent / im["file_name"]
         results.extend(model(read_image(path)).with_schema("coco17").to_coco(im["id"]))
     return results
+
+
+def _track(args: argparse.Namespace) -> int:
+    import posekit
+    from posekit.io.sinks import CocoTrackJsonSink, CsvSink, OpenPoseJsonSink, Sink, VideoSink
+    from posekit.io.video import open_source
+    from posekit.stream import run_sequential, run_stream
+    from posekit.tracking import PoseSmoother, Tracker
+
+    kwargs: dict[str, Any] = {"progress": not args.quiet}
+    if args.threads is not None:
+        kwargs["threads"] = args.threads
+    model = posekit.load(args.model, **kwargs)
+    out: Path = args.out
+    sinks: list[Sink] = [
+        CocoTrackJsonSink(out / "tracks.json", schema="coco17"),
+        CsvSink(out / "keypoints.csv"),
+        OpenPoseJsonSink(out / "openpose"),
+    ]
+    if not args.no_video:
+        sinks.append(VideoSink(out / "overlay.mp4"))
+    tracker = Tracker()
+    smoother = None if args.no_smooth else PoseSmoother()
+    default_dt = 1.0 / (args.fps or 30.0)
+
+    def track(poses: Any, frame: Any) -> Any:
+        stamp = frame.timestamp if frame.timestamp == frame.timestamp else frame.index * default_dt  # NaN: by index
+        poses = tracker.update(poses, frame.index, stamp)
+        return smoother.smooth(poses, stamp) if smoother is not None else poses
+
+    runner = run_sequential if args.sequential else run_stream
+    with open_source(args.source, fps=args.fps) as source:
+        summary = runner(source, model, sinks, postprocess=track, max_frames=args.max_frames, progress=not args.quiet)
+    print(f"{summary.frames} frame(s) at {summary.fps:.1f} frames/s, {tracker.tracks_started} track(s) -> {out}",
+          file=sys.stderr)  # fmt: skip
+    if summary.source_stop is not None:
+        print(f"warning: the source stopped early: {summary.source_stop}", file=sys.stderr)
+    if summary.interrupted:
+        print("interrupted: outputs hold the frames processed so far", file=sys.stderr)
+        return 130
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -137,6 +137,11 @@ class Tracker:
         self._schema: KeypointSchema | None = None
 
     @property
+    def tracks_started(self) -> int:
+        """How many track ids have been handed out (ids are 0 .. tracks_started - 1)."""
+        return self._next_id
+
+    @property
     def track_ids(self) -> tuple[int, ...]:
         """Ids of the tracks that can still be matched (seen within ``max_age`` frames)."""
         return tuple(t.track_id for t in self._tracks)
