@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -93,3 +94,29 @@ def test_multi_scale_averages_maps_on_the_largest_grid(dev_set: CocoSet) -> None
     assert len(model(image)) == 5
     with pytest.raises(ValueError, match="scales"):
         posekit.load("openpose-mobilenet-thin", progress=False, scales=(0.0,))
+
+
+def test_video_top_down_follows_people_and_detects_every_n_frames(data_dir: Path) -> None:
+    from posekit.eval import pckh
+    from posekit.pipeline import VideoTopDown
+
+    gt_path = data_dir / "posetrack-bonn" / "060470979_posetrack_style.json"
+    gt = json.loads(gt_path.read_text())
+    images = gt["images"][:8]
+    model = posekit.load("blazepose", progress=False)
+    calls: list[int] = []
+    detector = model.detector
+
+    def counting_detector(image: np.ndarray):  # the real detector, counted
+        calls.append(1)
+        return detector(image)
+
+    model.detector = counting_detector
+    video = VideoTopDown(model, detect_every=4)
+    preds = {im["id"]: video(posekit.read_image(data_dir / "posetrack-bonn" / im["file_name"])) for im in images}
+    assert len(calls) == 2  # frames 0 and 4 (people were tracked in between)
+    assert set(video.last_timings.stages) >= {"detect", "network", "nms"}
+    sub = {**gt, "images": images, "annotations": [a for a in gt["annotations"] if a["image_id"] in preds]}
+    assert pckh(sub, preds).pckh > 0.6  # per-frame detection scores about the same (0.76 on all 41 frames)
+    with pytest.raises(ValueError, match="detect_every"):
+        VideoTopDown(model, detect_every=0)

@@ -97,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", default="posekit-track", type=Path, help="output folder (default: posekit-track)")
     tr.add_argument("--fps", type=float, default=None, help="frame rate of an image sequence (for timestamps)")
     tr.add_argument("--no-smooth", action="store_true", help="no One-Euro smoothing of keypoints")
+    tr.add_argument("--detect-every", type=int, default=10, metavar="N",
+                    help="top-down models: crops follow each person from frame to frame and the person detector "
+                    "runs every N frames (and when nobody is tracked); 1 detects on every frame (default 10)")  # fmt: skip
     tr.add_argument("--no-video", action="store_true", help="do not write the overlay video")
     tr.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     tr.add_argument("--sequential", action="store_true", help="one loop instead of threaded stages")
@@ -397,6 +400,7 @@ def _track(args: argparse.Namespace) -> int:
     import posekit
     from posekit.io.sinks import CocoTrackJsonSink, CsvSink, OpenPoseJsonSink, Sink, VideoSink
     from posekit.io.video import open_source
+    from posekit.pipeline import VideoTopDown
     from posekit.stream import run_sequential, run_stream
     from posekit.tracking import PoseSmoother, Tracker
 
@@ -404,6 +408,8 @@ def _track(args: argparse.Namespace) -> int:
     if args.threads is not None:
         kwargs["threads"] = args.threads
     model = posekit.load(args.model, **kwargs)
+    if args.detect_every > 1 and hasattr(getattr(model, "estimator", None), "next_rois"):
+        model = VideoTopDown(model, detect_every=args.detect_every)
     out: Path = args.out
     sinks: list[Sink] = [
         CocoTrackJsonSink(out / "tracks.json", schema="coco17"),

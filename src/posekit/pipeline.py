@@ -12,9 +12,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from posekit.bottomup import PafParams, PeakParams, parse_people
+from posekit.boxes import box_iou
 from posekit.detectors import Detections
 from posekit.models.openpose import OpenPoseNet, network_input_size
 from posekit.poses import Poses
+from posekit.topdown.crops import Rois
 from posekit.topdown.nms import ParametricNMS
 
 __all__ = ["BottomUp", "Timings", "TopDown"]
@@ -175,3 +177,60 @@ class TopDown:
         stages["nms"] = t3 - t2
         self.last_timings = Timings(stages)
         return poses
+
+
+class VideoTopDown:
+    """A top-down pipeline for consecutive video frames: each person's crop in the next frame comes
+    from their pose in this one (``estimator.next_rois``), one landmark pass per person, and the
+    detector runs only every ``detect_every`` frames (and whenever nobody is tracked) to pick up
+    people who entered. A detection overlapping a tracked person's crop (IoU above ``new_iou``)
+    is the same person and is dropped. Call :meth:`reset` between unrelated videos.
+    """
+
+    def __init__(self, pipeline: TopDown, *, detect_every: int = 10, new_iou: float = 0.3) -> None:
+        if not hasattr(pipeline.estimator, "next_rois"):
+            raise ValueError(f"{type(pipeline.estimator).__name__} cannot derive next-frame crops (no next_rois)")
+        if detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+        self.pipeline = pipeline
+        self.detect_every = detect_every
+        self.new_iou = new_iou
+        self.schema = pipeline.schema
+        self.last_timings = Timings()
+        self.reset()
+
+    def reset(self) -> None:
+        self._next: Rois | None = None
+        self._frame = 0
+
+    def __call__(self, image: NDArray[np.uint8]) -> Poses:
+        image = _check_image(image)
+        est, det = self.pipeline.estimator, self.pipeline.detector
+        t0 = time.perf_counter()
+        tracked = self._next
+        rois = tracked
+        if tracked is None or len(tracked) == 0 or self._frame % self.detect_every == 0:
+            found = est.rois_from_detections(det(image))
+            if tracked is not None and len(tracked) and len(found):
+                overlap = box_iou(found.boxes(), tracked.boxes()).max(axis=1)
+                found = found[np.nonzero(overlap <= self.new_iou)[0]]
+            rois = found if tracked is None or len(tracked) == 0 else _concat_rois(tracked, found)
+        t1 = time.perf_counter()
+        poses = est(image, rois, passes=1) if len(rois) else Poses.empty(self.schema)
+        t2 = time.perf_counter()
+        if self.pipeline.nms is not None and len(poses) > 1:
+            poses = poses[self.pipeline.nms(poses)]
+        t3 = time.perf_counter()
+        self._next = est.next_rois(poses)
+        self._frame += 1
+        stages = {"detect": t1 - t0}
+        inner = getattr(est, "last_timings", None)
+        stages.update(inner if isinstance(inner, dict) and inner else {"estimate": t2 - t1})
+        stages["nms"] = t3 - t2
+        self.last_timings = Timings(stages)
+        return poses
+
+
+def _concat_rois(a: Rois, b: Rois) -> Rois:
+    return Rois(np.concatenate([a.centers, b.centers]), np.concatenate([a.sizes, b.sizes]),
+                np.concatenate([a.rotations, b.rotations]))  # fmt: skip

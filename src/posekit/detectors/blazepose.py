@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from posekit.boxes import box_iou
 from posekit.detectors import Detections
 from posekit.runtimes import Runtime, load_runtime
 from posekit.topdown.crops import Rois, crop_images
@@ -86,15 +87,6 @@ def decode_boxes(
     return boxes.astype(np.float32), kps.astype(np.float32)
 
 
-def _iou(box: NDArray[np.float32], boxes: NDArray[np.float32]) -> NDArray[np.float32]:
-    lt = np.maximum(box[:2], boxes[:, :2])
-    rb = np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
-    area = np.prod(box[2:] - box[:2])
-    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
-    return (inter / np.maximum(area + areas - inter, 1e-12)).astype(np.float32)
-
-
 def weighted_nms(
     boxes: NDArray[np.float32], keypoints: NDArray[np.float32], scores: NDArray[np.float32], iou: float = 0.3
 ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
@@ -107,7 +99,7 @@ def weighted_nms(
     for i in range(len(scores)):
         if not alive[i]:
             continue
-        group = alive & (_iou(boxes[i], boxes) > iou)
+        group = alive & (box_iou(boxes[i : i + 1], boxes)[0] > iou)
         group[i] = True
         w = scores[group][:, None]
         out_b.append((boxes[group] * w).sum(0) / w.sum())

@@ -126,15 +126,23 @@ class BlazePoseLandmarks:
             return Rois.from_boxes(detections.boxes, self.params.roi_scale)
         return rois_from_alignment(detections.keypoints, self.params.roi_scale)
 
-    def __call__(self, image: NDArray[np.uint8], rois: Rois) -> Poses:
+    def next_rois(self, poses: Poses) -> Rois:
+        """Crops for the same people in the next video frame, from their alignment points (as
+        MediaPipe's video mode does)."""
+        if len(poses) == 0 or "alignment" not in poses.extras:
+            return Rois(np.zeros((0, 2)), np.zeros(0), np.zeros(0))
+        return rois_from_alignment(poses.extras["alignment"], self.params.roi_scale)
+
+    def __call__(self, image: NDArray[np.uint8], rois: Rois, *, passes: int | None = None) -> Poses:
         """Landmarks of the person in each ROI (people whose pose flag is too low are dropped).
 
-        Seconds spent cropping, in the network and decoding are left in ``last_timings``."""
+        ``passes`` overrides ``params.passes`` (video mode uses 1 on crops from the previous
+        frame). Seconds spent cropping, in the network and decoding are left in ``last_timings``."""
         timings = dict.fromkeys(("crop", "network", "decode"), 0.0)
         self.last_timings = timings
         if len(rois) == 0:
             return Poses.empty(self.schema)
-        passes = max(1, self.params.passes)
+        passes = max(1, self.params.passes if passes is None else passes)
         for i in range(passes):
             t0 = time.perf_counter()
             crops = self._crops(image, rois)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import NDArray
 
+from posekit.boxes import box_iou
 from posekit.poses import Poses
 from posekit.schemas import KeypointSchema
 from posekit.topdown.nms import oks
@@ -74,19 +75,6 @@ class TrackerParams:
             raise ValueError("reid_max_size_ratio must be >= 1 and reid_max_distance >= 0")
         if self.fallback_sigma is not None and self.fallback_sigma <= 0:
             raise ValueError("fallback_sigma must be > 0 or None")
-
-
-def box_iou(a: NDArray[np.floating], b: NDArray[np.floating]) -> NDArray[np.float64]:
-    """``(N, M)`` intersection over union of xyxy boxes ``a (N, 4)`` and ``b (M, 4)`` (0 for empty)."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    lo = np.maximum(a[:, None, :2], b[None, :, :2])
-    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(hi - lo, 0, None).prod(axis=2)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(axis=1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def _centre(box: NDArray[np.float64]) -> NDArray[np.float64]:
