@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -39,8 +38,8 @@ import numpy as np
 from tqdm import tqdm
 
 import posekit
+from _results import cpu_name, write_results
 from posekit.eval import evaluate_coco
-from posekit.io import atomic_write_bytes, atomic_write_json
 from posekit.models.blazepose import LandmarkParams
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                      "ms_mean": peer["timing"]["ms_mean"], "ms_median": peer["timing"]["ms_median"],
                      "detections": peer["num_detections"]})  # fmt: skip
     now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
+    cpu = cpu_name()
     report = {"benchmark": "benchmarks/accuracy_topdown.py", "data": str(args.data), "date": now, "cpu": cpu,
               "threads": args.threads, "opencv": cv2.__version__, "rows": rows,
               "peer": peer if isinstance(peer, str) or peer is None else {k: v for k, v in peer.items() if k != "per_image"}}  # fmt: skip
@@ -151,10 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     lines.append(
         f"{len(gt['images'])} images of `coco-val2017-dev`; {cpu}, {args.threads} threads, OpenCV {cv2.__version__}; {now}."
     )
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out_dir / "accuracy_topdown.json", report)
-    atomic_write_bytes(args.out_dir / "accuracy_topdown.md", ("\n".join(lines) + "\n").encode())
-    print("\n".join(lines))
+    write_results(args.out_dir, "accuracy_topdown", report, lines)
     return 0
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,8 +35,9 @@ import cv2
 import numpy as np
 
 import posekit
+from _results import cpu_name, write_results
 from posekit.eval.pck import MPII_14, load_mpii_ground_truth, pckh
-from posekit.io import atomic_write_bytes, atomic_write_json, read_image
+from posekit.io import read_image
 from posekit.poses import Poses
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ceiling = upper_neck_ceiling(gt, args.threshold)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
+    cpu = cpu_name()
     report = {
         "benchmark": "benchmarks/pckh_bonn.py", "data": str(ann), "date": now, "cpu": cpu,
         "threads": args.threads, "threshold": args.threshold, "head_scale": 0.6,
@@ -140,10 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"{cpu}, {args.threads} threads, OpenCV {cv2.__version__}; {now}.",
     ]
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out_dir / "pckh_bonn.json", report)
-    atomic_write_bytes(args.out_dir / "pckh_bonn.md", ("\n".join(lines) + "\n").encode())
-    print("\n".join(lines))
+    write_results(args.out_dir, "pckh_bonn", report, lines)
     return 0
 
 

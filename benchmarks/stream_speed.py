@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -30,7 +29,7 @@ import cv2
 import numpy as np
 
 import posekit
-from posekit.io import atomic_write_bytes, atomic_write_json
+from _results import cpu_name, write_results
 from posekit.io.sinks import Sink, VideoSink
 from posekit.io.video import Frame, open_source
 from posekit.poses import Poses
@@ -125,8 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in runs.items()}  # fmt: skip
     load_after = os.getloadavg()[0]
     now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
+    cpu = cpu_name()
     report = {
         "benchmark": "benchmarks/stream_speed.py", "data": str(args.data), "frames": len(frames), "model": MODEL,
         "date": now, "cpu": cpu, "cpus": len(os.sched_getaffinity(0)), "threads": args.threads,
@@ -156,10 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.queue_size}, OpenCV {cv2.__version__}; 1-min load average {load_before:.1f} before and "
         f"{load_after:.1f} after{busy_note}; {now}.",
     ]
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out_dir / "stream_speed.json", report)
-    atomic_write_bytes(args.out_dir / "stream_speed.md", ("\n".join(lines) + "\n").encode())
-    print("\n".join(lines))
+    write_results(args.out_dir, "stream_speed", report, lines)
     return 0
 
 

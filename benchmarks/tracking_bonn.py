@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -43,8 +42,9 @@ import cv2
 import numpy as np
 
 import posekit
+from _results import cpu_name, write_results
 from posekit.eval.tracking import TrackingResult, ground_truth_jitter, tracking_metrics
-from posekit.io import atomic_write_bytes, atomic_write_json, read_image
+from posekit.io import read_image
 from posekit.pipeline import VideoTopDown
 from posekit.poses import Poses
 from posekit.tracking import PoseSmoother, SmootherParams, Tracker
@@ -157,8 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                 })  # fmt: skip
 
     now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
+    cpu = cpu_name()
     command = "/work/venv/bin/python benchmarks/tracking_bonn.py" + (f" --fps {args.fps:g}" if args.fps != 25.0 else "")
     report = {
         "benchmark": "benchmarks/tracking_bonn.py", "command": command, "data": str(ann), "date": now, "cpu": cpu,
@@ -197,10 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"{cpu}, {args.threads} threads, OpenCV {cv2.__version__}; {now}.",
     ]
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out_dir / "tracking_bonn.json", report)
-    atomic_write_bytes(args.out_dir / "tracking_bonn.md", ("\n".join(lines) + "\n").encode())
-    print("\n".join(lines))
+    write_results(args.out_dir, "tracking_bonn", report, lines)
     return 0
 
 

@@ -39,7 +39,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -262,13 +262,14 @@ def _poses_from_results(results: Sequence[Mapping[str, Any]], schema: str | Keyp
     return out
 
 
-def _prediction_frames(
+def per_image_poses(
     predictions: Mapping[int, Poses] | Sequence[Poses] | Sequence[Mapping[str, Any]],
     image_ids: list[int],
-    schema: str | KeypointSchema | None,
-    head_top_scale: float,
-) -> dict[int, NDArray[np.float64]]:
-    """Image id -> ``(P, 14, 2)`` predicted joints (NaN where missing)."""
+    schema: str | KeypointSchema | None = None,
+) -> dict[int, Poses]:
+    """Image id -> ``Poses`` from any accepted prediction form: a mapping image_id -> Poses, one
+    ``Poses`` per ground-truth image in order, or COCO result dicts (their ``track_id``, when every
+    result has one, becomes ``track_ids``)."""
     if isinstance(predictions, Mapping):
         per_image = {int(i): p for i, p in predictions.items()}
     else:
@@ -281,21 +282,40 @@ def _prediction_frames(
                 )
             per_image = dict(zip(image_ids, seq, strict=True))
         elif all(isinstance(p, Mapping) for p in seq):
-            per_image = _poses_from_results(seq, schema)  # type: ignore[arg-type]
+            results: list[Mapping[str, Any]] = seq  # type: ignore[assignment]
+            per_image = _poses_from_results(results, schema)
+            if results and all("track_id" in r for r in results):
+                ids: dict[int, list[int]] = {}
+                for r in results:  # _poses_from_results keeps each image's results in input order
+                    ids.setdefault(int(r["image_id"]), []).append(int(r["track_id"]))
+                per_image = {i: replace(p, track_ids=ids[i]) for i, p in per_image.items()}
         else:
             raise TypeError("predictions must be Poses per image, a mapping image_id -> Poses, or COCO result dicts")
     unknown = sorted(set(per_image) - set(image_ids))
     if unknown:
         raise ValueError(f"predictions for images not in the ground truth: {unknown[:5]}")
-    out = {}
     for image_id, p in per_image.items():
         if not isinstance(p, Poses):
             raise TypeError(f"predictions[{image_id}] is {type(p).__name__}, expected Poses")
-        m = to_mpii14(p, head_top_scale=head_top_scale)
-        kp = np.asarray(m.keypoints, dtype=np.float64).copy()
-        kp[~m.visible] = np.nan
-        out[image_id] = kp
-    return out
+    return per_image
+
+
+def mpii_xy(poses: Poses, head_top_scale: float = HEAD_TOP_SCALE) -> NDArray[np.float64]:
+    """``(N, 14, 2)`` MPII-14 positions of ``poses``, NaN where missing."""
+    m = to_mpii14(poses, head_top_scale=head_top_scale)
+    kp = np.asarray(m.keypoints, dtype=np.float64).copy()
+    kp[~m.visible] = np.nan
+    return kp
+
+
+def _prediction_frames(
+    predictions: Mapping[int, Poses] | Sequence[Poses] | Sequence[Mapping[str, Any]],
+    image_ids: list[int],
+    schema: str | KeypointSchema | None,
+    head_top_scale: float,
+) -> dict[int, NDArray[np.float64]]:
+    """Image id -> ``(P, 14, 2)`` predicted joints (NaN where missing)."""
+    return {i: mpii_xy(p, head_top_scale) for i, p in per_image_poses(predictions, image_ids, schema).items()}
 
 
 # --------------------------------------------------------------------------- matching

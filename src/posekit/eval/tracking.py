@@ -66,10 +66,10 @@ from posekit.eval.pck import (
     GroundTruthFrame,
     PckhResult,
     _load_json,
-    _poses_from_results,
     load_mpii_ground_truth,
+    mpii_xy,
     pckh,
-    to_mpii14,
+    per_image_poses,
 )
 from posekit.poses import Poses
 from posekit.schemas import KeypointSchema
@@ -198,47 +198,19 @@ def _tracked_poses(
     schema: str | KeypointSchema | None,
 ) -> dict[int, Poses]:
     """Image id -> ``Poses`` with ``track_ids`` (checked), in the prediction's own schema."""
-    if isinstance(predictions, Mapping):
-        per_image = {int(i): p for i, p in predictions.items()}
-    else:
+    if not isinstance(predictions, Mapping):
         seq = list(predictions)
-        if seq and all(isinstance(p, Poses) for p in seq):
-            if len(seq) != len(image_ids):
-                raise ValueError(f"{len(seq)} Poses for {len(image_ids)} ground-truth images")
-            per_image = dict(zip(image_ids, seq, strict=True))
-        elif all(isinstance(p, Mapping) for p in seq):
-            results: list[Mapping[str, Any]] = seq  # type: ignore[assignment]
-            if any("track_id" not in r for r in results):
-                raise ValueError("every result needs a track_id for tracking metrics")
-            per_image = _poses_from_results(results, schema)
-            ids: dict[int, list[int]] = {}
-            for r in results:  # _poses_from_results keeps each image's results in input order
-                ids.setdefault(int(r["image_id"]), []).append(int(r["track_id"]))
-            per_image = {
-                i: Poses(p.keypoints, p.keypoint_scores, p.scores, p.schema, None, ids[i]) for i, p in per_image.items()
-            }
-        else:
-            raise TypeError("predictions must be Poses per image, a mapping image_id -> Poses, or COCO result dicts")
-    unknown = sorted(set(per_image) - set(image_ids))
-    if unknown:
-        raise ValueError(f"predictions for images not in the ground truth: {unknown[:5]}")
+        if seq and all(isinstance(r, Mapping) for r in seq) and any("track_id" not in r for r in seq):
+            raise ValueError("every result needs a track_id for tracking metrics")
+        predictions = seq
+    per_image = per_image_poses(predictions, image_ids, schema)
     for image_id, p in per_image.items():
-        if not isinstance(p, Poses):
-            raise TypeError(f"predictions[{image_id}] is {type(p).__name__}, expected Poses")
         if p.track_ids is None:
             raise ValueError(f"predictions[{image_id}] has no track_ids (run a Tracker first)")
         tracked = p.track_ids[p.track_ids >= 0]
         if len(np.unique(tracked)) != len(tracked):
             raise ValueError(f"predictions[{image_id}]: track ids are not unique within the frame")
     return per_image
-
-
-def _mpii_xy(p: Poses, head_top_scale: float) -> NDArray[np.float64]:
-    """``(N, 14, 2)`` MPII-14 positions, NaN where missing (the conversion ``pckh`` uses)."""
-    m = to_mpii14(p, head_top_scale=head_top_scale)
-    kp = np.asarray(m.keypoints, dtype=np.float64).copy()
-    kp[~m.visible] = np.nan
-    return kp
 
 
 # --------------------------------------------------------------------------- jitter
@@ -330,7 +302,7 @@ def tracking_metrics(
         num_untracked += int((~keep).sum())
         tracked[image_id] = p[np.flatnonzero(keep)]
     pres = pckh(gt_json, tracked, threshold=threshold, head_scale=head_scale, head_top_scale=head_top_scale)
-    xy = {i: _mpii_xy(p, head_top_scale) for i, p in tracked.items()}
+    xy = {i: mpii_xy(p, head_top_scale) for i, p in tracked.items()}
     ids = {i: np.asarray(p.track_ids, dtype=np.int64) for i, p in tracked.items()}
 
     # image id -> {gt index: pred index} for the pairs passing the match rule

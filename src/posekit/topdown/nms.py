@@ -6,6 +6,7 @@ best first. Top-down pipelines need them because a detector may propose the same
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,24 @@ def _extent(keypoints: NDArray[np.floating], visible: NDArray[np.bool_]) -> NDAr
     hi = np.where(visible[..., None], keypoints, -np.inf).max(axis=1)
     span = hi - lo
     return np.where(np.isfinite(span), span, 0.0)
+
+
+def _greedy(
+    scores: NDArray[np.floating], eliminated: Callable[[int, NDArray[np.intp]], NDArray[np.bool_]]
+) -> NDArray[np.intp]:
+    """Greedy NMS: the best remaining person is kept and removes the others ``eliminated`` says."""
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    alive = np.ones(len(order), dtype=bool)
+    keep: list[int] = []
+    for i in order:
+        if not alive[i]:
+            continue
+        keep.append(int(i))
+        alive[i] = False
+        others = np.nonzero(alive)[0]
+        if len(others):
+            alive[others[eliminated(int(i), others)]] = False
+    return np.asarray(keep, dtype=np.intp)
 
 
 def parametric_pose_nms(
@@ -47,30 +66,19 @@ def parametric_pose_nms(
     """
     kp = np.asarray(keypoints, dtype=np.float64)
     ks = np.asarray(keypoint_scores, dtype=np.float64)
-    order = list(np.argsort(-np.asarray(scores), kind="stable"))
-    n, k = ks.shape
+    k = ks.shape[1]
     visible = ks > 0
     ref = alpha * np.maximum(_extent(kp, visible).max(axis=1), 1.0)
-    keep: list[int] = []
-    alive = np.ones(n, dtype=bool)
-    for i in order:
-        if not alive[i]:
-            continue
-        keep.append(int(i))
-        alive[i] = False
-        others = np.nonzero(alive)[0]
-        if len(others) == 0:
-            break
+
+    def eliminated(i: int, others: NDArray[np.intp]) -> NDArray[np.bool_]:
         both = visible[i][None] & visible[others]
-        d = np.linalg.norm(kp[others] - kp[i][None], axis=2) / ref[i]
-        d = np.where(both, d, np.inf)
+        d = np.where(both, np.linalg.norm(kp[others] - kp[i][None], axis=2) / ref[i], np.inf)
         near = d <= 1.0
         soft = (np.tanh(ks[i][None] / delta1) * np.tanh(ks[others] / delta1) * near).sum(axis=1)
-        spatial = np.exp(-d / delta2).sum(axis=1)
-        similarity = soft + mu * spatial
-        eliminate = (similarity > gamma * k) | (near.sum(axis=1) >= match_ratio * k)
-        alive[others[eliminate]] = False
-    return np.asarray(keep, dtype=np.intp)
+        similarity = soft + mu * np.exp(-d / delta2).sum(axis=1)
+        return (similarity > gamma * k) | (near.sum(axis=1) >= match_ratio * k)
+
+    return _greedy(scores, eliminated)
 
 
 def oks(
@@ -107,19 +115,12 @@ def oks_nms(
     visible = np.asarray(keypoint_scores) > 0
     if areas is None:
         areas = _extent(kp, visible).prod(axis=1)
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    keep: list[int] = []
-    alive = np.ones(len(order), dtype=bool)
-    for i in order:
-        if not alive[i]:
-            continue
-        keep.append(int(i))
-        alive[i] = False
-        others = np.nonzero(alive)[0]
-        if len(others):
-            sim = oks(kp[i], visible[i], kp[others], visible[others], float(areas[i]), sigmas)
-            alive[others[sim > threshold]] = False
-    return np.asarray(keep, dtype=np.intp)
+    area = np.asarray(areas, dtype=np.float64)
+
+    def eliminated(i: int, others: NDArray[np.intp]) -> NDArray[np.bool_]:
+        return oks(kp[i], visible[i], kp[others], visible[others], float(area[i]), sigmas) > threshold
+
+    return _greedy(scores, eliminated)
 
 
 @dataclass(frozen=True)
