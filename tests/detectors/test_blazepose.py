@@ -174,7 +174,7 @@ def _image(data_dir: Path, fx: dict) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def whole_image_detector() -> BlazePoseDetector:
-    return BlazePoseDetector(DetectorParams(zoom_levels=(1.0,)), progress=False)
+    return BlazePoseDetector(DetectorParams(zoom_levels=(1.0,), threshold=0.5), progress=False)
 
 
 @pytest.fixture(scope="module")

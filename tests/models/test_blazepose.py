@@ -79,7 +79,7 @@ def model() -> TopDown:
 def mediapipe_like() -> TopDown:
     """MediaPipe's static-image path: the whole image letterboxed, one landmark pass."""
     return TopDown(
-        BlazePoseDetector(DetectorParams(zoom_levels=(1.0,)), progress=False),
+        BlazePoseDetector(DetectorParams(zoom_levels=(1.0,), threshold=0.5), progress=False),
         BlazePoseLandmarks(LandmarkParams(passes=1), progress=False),
     )
 
@@ -131,7 +131,7 @@ def test_default_pipeline_finds_mediapipe_person(model: TopDown, data_dir: Path,
 def test_loading_with_mediapipe_settings_matches_mediapipe(data_dir: Path) -> None:
     """The preset's keywords give MediaPipe's single-view, one-pass behaviour (the default trades
     parity for recall: zoomed tiles merged by weighted NMS and a second, re-aligned pass)."""
-    model = posekit.load("blazepose", zoom_levels=(1.0,), passes=1, progress=False)
+    model = posekit.load("blazepose", zoom_levels=(1.0,), passes=1, threshold=0.5, progress=False)
     worst = 0.0
     for name in FIXTURE_NAMES:
         fx = _fixture(name)

@@ -97,7 +97,8 @@ class LandmarkParams:
     alignment points (as MediaPipe's video mode does from frame to frame), so an upright box
     becomes the aligned crop the model was trained on, and a detection merged from several tiles
     is re-aligned (dev-set AP 0.298 with 2 passes against 0.284 with 1). ``passes=1`` with the
-    detector's ``zoom_levels=(1.0,)`` reproduces MediaPipe's static-image output to < 1 px.
+    detector's ``zoom_levels=(1.0,)`` and ``threshold=0.5`` reproduces MediaPipe's static-image
+    output to < 1 px.
     ``min_presence`` drops crops whose pose flag says no person is there."""
 
     roi_scale: float = 1.25
@@ -204,7 +205,7 @@ class BlazePoseLandmarks:
 )
 def _build(**kwargs: Any) -> Any:
     """Keyword arguments: ``threads``, ``progress``, any ``DetectorParams`` or ``LandmarkParams``
-    field (e.g. ``zoom_levels=(1.0,), passes=1`` for MediaPipe's single-view behaviour), and
+    field (e.g. ``zoom_levels=(1.0,), passes=1, threshold=0.5`` for MediaPipe's single-view behaviour), and
     ``nms`` for :class:`~posekit.pipeline.TopDown`."""
     from dataclasses import fields
 
