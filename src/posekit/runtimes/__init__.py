@@ -29,6 +29,7 @@ class Runtime(Protocol):
 RUNTIMES: dict[str, str] = {
     "opencv": "posekit.runtimes.opencv_dnn:OpenCVDNN",
     "litert": "posekit.runtimes.litert:LiteRT",
+    "onnxruntime": "posekit.runtimes.onnxruntime:OnnxRuntime",
 }
 
 

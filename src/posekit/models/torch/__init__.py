@@ -1,0 +1,1 @@
+"""PyTorch rebuilds of posekit's networks (needs ``torch``; import the submodules explicitly)."""
