@@ -36,7 +36,9 @@ def _parser() -> argparse.ArgumentParser:
             "and skipped; the exit status is then 1."
         ),
     )
-    pr.add_argument("sources", nargs="*", metavar="SOURCE", help="image or video files, or folders (images directly inside)")
+    pr.add_argument(
+        "sources", nargs="*", metavar="SOURCE", help="image or video files, or folders (images directly inside)"
+    )
     pr.add_argument("--demo", action="store_true", help="run on the built-in demo image (fetched on first use)")
     pr.add_argument(
         "--model", default=DEFAULT_MODEL, help=f"model preset (default: {DEFAULT_MODEL}; see `posekit models`)"
@@ -71,13 +73,21 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--gt", type=Path, required=True, help="COCO-format keypoint ground-truth JSON")
     ev.add_argument("--images", type=Path, default=None,
                     help="images.json from `posekit predict`: maps its image ids to the ground truth's by file name")  # fmt: skip
-    ev.add_argument("--model", default=None, help="run this model preset on the ground truth's images instead of reading RESULTS")
-    ev.add_argument("--image-dir", type=Path, default=None, help="folder of the ground truth's images (default: GT's folder/images)")
-    ev.add_argument("--metric", choices=["ap", "pckh"], default="ap", help="COCO OKS AP (default) or PCKh (MPII-style GT)")
+    ev.add_argument(
+        "--model", default=None, help="run this model preset on the ground truth's images instead of reading RESULTS"
+    )
+    ev.add_argument(
+        "--image-dir", type=Path, default=None, help="folder of the ground truth's images (default: GT's folder/images)"
+    )
+    ev.add_argument(
+        "--metric", choices=["ap", "pckh"], default="ap", help="COCO OKS AP (default) or PCKh (MPII-style GT)"
+    )
     ev.add_argument("--sigmas", type=_floats, default=None, metavar="S1,S2,...",
                     help="OKS sigmas, one per keypoint (default: COCO-17's; needed for other layouts)")  # fmt: skip
     ev.add_argument("--threshold", type=float, default=0.5, help="PCKh threshold in head sizes (default 0.5)")
-    ev.add_argument("--reference", action="store_true", help="compute AP with pycocotools instead (slower, same numbers)")
+    ev.add_argument(
+        "--reference", action="store_true", help="compute AP with pycocotools instead (slower, same numbers)"
+    )
     ev.add_argument("--json", action="store_true", help="print the numbers as JSON")
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -118,7 +128,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     be.add_argument("images", nargs="*", type=Path, metavar="IMAGE", help="images or folders to time on")
     be.add_argument("--models", default="openpose-mobilenet-thin,blazepose", help="comma-separated presets")
-    be.add_argument("--crowd", type=Path, default=None, metavar="DATA", help="compose crowds from this COCO data folder")
+    be.add_argument(
+        "--crowd", type=Path, default=None, metavar="DATA", help="compose crowds from this COCO data folder"
+    )
     be.add_argument("--counts", default="1,2,4,8,16", help="crowd sizes with --crowd (default 1,2,4,8,16)")
     be.add_argument("--repeats", type=int, default=3, help="timed rounds (default 3)")
     be.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
@@ -455,7 +467,9 @@ def _bench(args: argparse.Namespace) -> int:
         print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
         return 0
     if not args.images:
-        raise ValueError("give IMAGE files or folders to time on, or --crowd DATA for the speed-versus-people comparison")
+        raise ValueError(
+            "give IMAGE files or folders to time on, or --crowd DATA for the speed-versus-people comparison"
+        )
     images = [read_image(p) for p in iter_image_paths(args.images)]
     if not images:
         raise ValueError("no images found")
