@@ -215,3 +215,21 @@ def test_track_an_unreadable_source_fails_clearly(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "cut.mp4" in r.stderr
     assert not (tmp_path / "out" / "tracks.json").exists()
+
+
+def test_export_writes_an_onnx_file_that_onnxruntime_runs(tmp_path: Path) -> None:
+    if os.environ.get("CI") != "true":
+        pytest.importorskip("torch")
+        pytest.importorskip("onnxruntime")
+    import numpy as np
+    import onnxruntime as ort
+
+    out = tmp_path / "openpose.onnx"
+    r = posekit("export", "openpose-mobilenet-thin", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["openpose.onnx"]
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    assert any("schema" in k for k in meta)
+    (heat_paf,) = session.run(None, {session.get_inputs()[0].name: np.zeros((1, 3, 368, 432), np.float32)})
+    assert heat_paf.shape == (1, 57, 46, 54)

@@ -137,6 +137,18 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--threads", type=int, default=2, help="inference threads (default 2)")
     be.add_argument("--out", type=Path, default=Path("posekit-bench"), help="output folder (default posekit-bench)")
 
+    ex = sub.add_parser(
+        "export",
+        help="export a model to ONNX (needs posekit[torch])",
+        description=(
+            "Export a model's network to ONNX with a dynamic batch (and, for the OpenPose network, dynamic height and "
+            "width), with posekit's description of its outputs (schema, stride, channel layout) in the file's metadata. "
+            "Needs the torch extra: pip install 'posekit[torch]'."
+        ),
+    )
+    ex.add_argument("model", choices=sorted(_EXPORTERS), help="model to export")
+    ex.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+
     sub.add_parser("models", help="list model presets", description="List the model presets.")
 
     w = sub.add_parser(
@@ -192,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bench(args)
         if args.command == "track":
             return _track(args)
+        if args.command == "export":
+            return _export(args)
         return _weights(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -449,6 +463,29 @@ def _track(args: argparse.Namespace) -> int:
     if summary.interrupted:
         print("interrupted: outputs hold the frames processed so far", file=sys.stderr)
         return 130
+    return 0
+
+
+def _export_openpose(path: Path) -> None:
+    from posekit.models.torch.openpose_mobilenet import export_onnx
+
+    export_onnx(path)
+
+
+# model -> exporter writing an ONNX file at the given path
+_EXPORTERS = {"openpose-mobilenet-thin": _export_openpose}
+
+
+def _export(args: argparse.Namespace) -> int:
+    from posekit.io.files import atomic_output
+
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ValueError("export needs PyTorch and ONNX: pip install 'posekit[torch]'") from None
+    with atomic_output(args.out, suffix=".onnx") as tmp:
+        _EXPORTERS[args.model](tmp)
+    print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
 

@@ -97,3 +97,24 @@ def test_atomic_writes_replace_whole_files(tmp_path: Path) -> None:
     atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"new"
     assert sorted(p.name for p in target.parent.iterdir()) == ["r.json"]
+
+
+def test_atomic_output_renames_on_success_and_cleans_up_on_failure(tmp_path: Path) -> None:
+    from posekit.io.files import atomic_output
+
+    target = tmp_path / "model.onnx"
+    with atomic_output(target, suffix=".onnx") as tmp:
+        assert tmp.parent == tmp_path
+        tmp.write_bytes(b"ok")
+    assert target.read_bytes() == b"ok"
+    assert target.stat().st_mode & 0o044, "readable like any ordinary file"
+
+    def failing_writer() -> None:
+        with atomic_output(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("writer failed")
+
+    with pytest.raises(RuntimeError, match="writer failed"):
+        failing_writer()
+    assert target.read_bytes() == b"ok", "the old file survives a failed write"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
