@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser(
         "predict",
-        help="find every person's keypoints in images and folders",
+        help="find every person's keypoints in images, folders and videos",
         description=(
             "Find every person's keypoints in images, folders of images and videos. Writes OUT/results.json "
             "(COCO keypoint results), OUT/images.json (the image ids used) and an overlay image "
