@@ -20,7 +20,7 @@ def test_sizes():
     assert BLAZEPOSE_33.num_keypoints == 33
     assert len(OPENPOSE_18.skeleton) == 19  # the 19 PAF limbs of the COCO-18 OpenPose model
     assert len(COCO_17.skeleton) == 19
-    assert set(SCHEMAS) == {"coco17", "openpose18", "blazepose33", "mpii14"}
+    assert set(SCHEMAS) == {"coco17", "openpose18", "blazepose33", "mpii14", "coco_wholebody133", "sapiens308"}
 
 
 def test_coco_order_is_the_official_one():

@@ -182,6 +182,12 @@ MPII_14 = KeypointSchema(
 
 SCHEMAS: dict[str, KeypointSchema] = {s.name: s for s in (COCO_17, OPENPOSE_18, BLAZEPOSE_33, MPII_14)}
 
+# The whole-body layouts (COCO-WholeBody-133, Sapiens-308) are long lists kept in their own module,
+# which builds on KeypointSchema above.
+from posekit.schemas_wholebody import WHOLEBODY_SCHEMAS  # noqa: E402
+
+SCHEMAS.update({s.name: s for s in WHOLEBODY_SCHEMAS})
+
 
 def get_schema(schema: str | KeypointSchema) -> KeypointSchema:
     """Look a schema up by name (or pass one through)."""
