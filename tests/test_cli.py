@@ -233,3 +233,14 @@ def test_export_writes_an_onnx_file_that_onnxruntime_runs(tmp_path: Path) -> Non
     assert any("schema" in k for k in meta)
     (heat_paf,) = session.run(None, {session.get_inputs()[0].name: np.zeros((1, 3, 368, 432), np.float32)})
     assert heat_paf.shape == (1, 57, 46, 54)
+
+
+def test_checkpoint_presets_explain_what_they_need(tmp_path: Path, dev_set: CocoSet) -> None:
+    image = dev_set.images / "000000040083.jpg"
+    r = posekit("predict", image, "--model", "vitpose-b", "--out", tmp_path, "-q")
+    assert r.returncode == 2
+    assert "checkpoint" in r.stderr
+    assert "ViTPose" in r.stderr
+    r = posekit("predict", image, "--checkpoint", tmp_path / "x.pth", "--out", tmp_path, "-q")
+    assert r.returncode == 2
+    assert "openpose-mobilenet-thin does not take these options" in r.stderr

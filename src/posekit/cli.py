@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "--model", default=DEFAULT_MODEL, help=f"model preset (default: {DEFAULT_MODEL}; see `posekit models`)"
     )
+    pr.add_argument("--checkpoint", type=Path, default=None,
+                    help="local checkpoint for presets that need one (vitpose-*, fastpose-r50; see `posekit models`)")  # fmt: skip
     pr.add_argument("--out", default="posekit-out", type=Path, help="output folder (default: posekit-out)")
     pr.add_argument("--input-size", type=int, default=None, metavar="H",
                     help="network input height in pixels, a multiple of 8 (default: the model's)")  # fmt: skip
@@ -104,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("source", help="video file, image folder or glob, camera index, or stream URL")
     tr.add_argument("--model", default=DEFAULT_MODEL, help=f"model preset (default: {DEFAULT_MODEL})")
+    tr.add_argument("--checkpoint", type=Path, default=None,
+                    help="local checkpoint for presets that need one (vitpose-*, fastpose-r50; see `posekit models`)")  # fmt: skip
     tr.add_argument("--out", default="posekit-track", type=Path, help="output folder (default: posekit-track)")
     tr.add_argument("--fps", type=float, default=None, help="frame rate of an image sequence (for timestamps)")
     tr.add_argument("--no-smooth", action="store_true", help="no One-Euro smoothing of keypoints")
@@ -220,6 +224,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _load_model(args: argparse.Namespace, **kwargs: Any) -> Any:
+    """``posekit.load`` with the command's --checkpoint, turning a preset's unknown option into a usage error."""
+    import posekit
+
+    if getattr(args, "checkpoint", None) is not None:
+        kwargs["checkpoint"] = args.checkpoint
+    try:
+        return posekit.load(args.model, **kwargs)
+    except TypeError as exc:
+        raise ValueError(f"{args.model} does not take these options ({exc})") from None
+
+
 def _image_id(path: Path, index: int, used: set[int]) -> int:
     """COCO file names are image ids (000000000139.jpg -> 139); other names are numbered."""
     iid = int(path.stem) if path.stem.isdigit() else index
@@ -233,7 +249,6 @@ def _predict(args: argparse.Namespace) -> int:
     import cv2
     from tqdm.auto import tqdm
 
-    import posekit
     from posekit.io import (
         IMAGE_SUFFIXES,
         ImageReadError,
@@ -267,7 +282,7 @@ def _predict(args: argparse.Namespace) -> int:
         kwargs["scales"] = args.scales
     if args.threads is not None:
         kwargs["threads"] = args.threads
-    model = posekit.load(args.model, **kwargs)
+    model = _load_model(args, **kwargs)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
@@ -408,11 +423,10 @@ def _read_results(args: argparse.Namespace, gt: dict[str, Any]) -> tuple[list[di
 def _run_on_ground_truth(args: argparse.Namespace, gt: dict[str, Any]) -> list[dict[str, Any]]:
     from tqdm.auto import tqdm
 
-    import posekit
     from posekit.io import read_image
 
     image_dir = args.image_dir or args.gt.parent / "images"
-    model = posekit.load(args.model, progress=not args.quiet)
+    model = _load_model(args, progress=not args.quiet)
     results: list[dict[str, Any]] = []
     for im in tqdm(gt["images"], desc=f"eval {args.model}", unit="img", disable=args.quiet):
         path = image_dir / im["file_name"]
@@ -423,7 +437,6 @@ def _run_on_ground_truth(args: argparse.Namespace, gt: dict[str, Any]) -> list[d
 
 
 def _track(args: argparse.Namespace) -> int:
-    import posekit
     from posekit.io.sinks import CocoTrackJsonSink, CsvSink, OpenPoseJsonSink, Sink, VideoSink
     from posekit.io.video import open_source
     from posekit.pipeline import VideoTopDown
@@ -433,7 +446,7 @@ def _track(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {"progress": not args.quiet}
     if args.threads is not None:
         kwargs["threads"] = args.threads
-    model = posekit.load(args.model, **kwargs)
+    model = _load_model(args, **kwargs)
     if args.detect_every > 1 and hasattr(getattr(model, "estimator", None), "next_rois"):
         model = VideoTopDown(model, detect_every=args.detect_every)
     out: Path = args.out
