@@ -114,9 +114,11 @@ def _infer_config(
     except KeyError as exc:
         raise ConversionError(f"cannot infer the ViTPose size: the checkpoint has no {exc.args[0]!r}") from None
     dim, depth = int(proj.shape[0]), _depth(list(sd), block_rx)
-    # Published sizes first (their head counts are not in the tensors); else 64-wide heads.
+    # Head counts are not in the tensors: a published size of this width and depth first, then one of
+    # this width (ViT-S is 384 wide with 12 heads), else 64-wide heads; pass config= when in doubt.
     preset = next((a for a in ARCHS.values() if a.embed_dim == dim and a.depth == depth), None)
-    heads = preset.num_heads if preset else max(1, dim // 64)
+    same_width = next((a for a in ARCHS.values() if a.embed_dim == dim), None)
+    heads = (preset or same_width).num_heads if (preset or same_width) else max(1, dim // 64)
     simple = deconv not in sd
     tokens = int(pe.shape[1]) - 1
     # The reference 256x192 crop gives a 16x12 grid; other inputs keep the 4:3 aspect ratio.
@@ -297,8 +299,17 @@ _LAYOUTS: dict[str, Callable[..., ConvertedCheckpoint]] = {
 }
 
 
-def load_vitpose(state_dict: Mapping[str, Any], layout: str | None = None, *, strict: bool = True) -> VitPose:
-    """Build a ``VitPose`` from a checkpoint in either layout (guessed from the keys when ``None``)."""
+def load_vitpose(
+    state_dict: Mapping[str, Any],
+    layout: str | None = None,
+    *,
+    config: VitPoseConfig | None = None,
+    strict: bool = True,
+) -> VitPose:
+    """Build a ``VitPose`` from a checkpoint in either layout (guessed from the keys when ``None``).
+
+    ``config`` overrides what is inferred from the tensors (the head count, for one, is not in them:
+    a transformers ``config.json`` gives ``num_attention_heads``)."""
     if layout is None:
         keys = _unwrap(state_dict).keys()
         layout = "transformers" if any(k.startswith("backbone.embeddings.") for k in keys) else "mmpose"
@@ -306,7 +317,7 @@ def load_vitpose(state_dict: Mapping[str, Any], layout: str | None = None, *, st
         convert = _LAYOUTS[layout]
     except KeyError:
         raise KeyError(f"unknown checkpoint layout {layout!r}; expected one of {sorted(_LAYOUTS)}") from None
-    res = convert(state_dict, strict=strict)
+    res = convert(state_dict, config=config, strict=strict)
     model = VitPose(res.config)
     model.load_state_dict(res.state_dict, strict=strict)
     return model.eval()
