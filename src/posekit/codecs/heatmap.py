@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["GaussianHeatmap", "decode", "encode", "render_gaussians", "stride"]
+__all__ = ["GaussianHeatmap", "decode", "encode", "people_arrays", "render_gaussians", "stride"]
 
 
 def _size(size: Sequence[int], what: str) -> tuple[int, int]:
@@ -42,6 +42,22 @@ def _size(size: Sequence[int], what: str) -> tuple[int, int]:
     if w < 1 or h < 1:
         raise ValueError(f"{what} must be at least 1x1 pixels, got {(w, h)}")
     return w, h
+
+
+def people_arrays(keypoints: ArrayLike, visibility: ArrayLike | None) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """Validated ``(N, K, 2)`` keypoints (one person may be given as ``(K, 2)``) with 0 where
+    missing, and the ``(N, K)`` mask of keypoints labelled (visibility > 0) and finite."""
+    kp = np.asarray(keypoints, dtype=np.float64)
+    if kp.ndim == 2:
+        kp = kp[None]
+    if kp.ndim != 3 or kp.shape[2] != 2:
+        raise ValueError(f"keypoints must be (N, K, 2), got {kp.shape}")
+    n, k = kp.shape[:2]
+    vis = np.ones((n, k)) if visibility is None else np.asarray(visibility, dtype=np.float64)
+    if vis.size != n * k:
+        raise ValueError(f"visibility must be ({n}, {k}), got {vis.shape}")
+    valid = (vis.reshape(n, k) > 0) & np.isfinite(kp).all(axis=2)
+    return np.where(valid[..., None], kp, 0.0), valid
 
 
 def stride(input_size: Sequence[int], heatmap_size: Sequence[int]) -> tuple[float, float]:
@@ -92,25 +108,15 @@ def encode(
     labelled, finite, and with its Gaussian reaching the map (its centre less than ``3 sigma``
     outside the grid); 0 otherwise, with an all-zero heatmap.
     """
-    kp = np.asarray(keypoints, dtype=np.float64)
-    if kp.ndim == 2:
-        kp = kp[None]
-    if kp.ndim != 3 or kp.shape[2] != 2:
-        raise ValueError(f"keypoints must be (N, K, 2), got {kp.shape}")
-    n, k = kp.shape[:2]
-    vis = np.ones((n, k)) if visibility is None else np.asarray(visibility, dtype=np.float64)
-    if vis.size != n * k:
-        raise ValueError(f"visibility must be ({n}, {k}), got {vis.shape}")
-    vis = vis.reshape(n, k)
+    kp, labelled = people_arrays(keypoints, visibility)
     hw, hh = _size(heatmap_size, "heatmap_size")
     sx, sy = stride(input_size, heatmap_size)
-    finite = np.isfinite(kp).all(axis=2)
-    mu = (np.where(finite[..., None], kp, 0.0) + 0.5) / np.array([sx, sy]) - 0.5
+    mu = (kp + 0.5) / np.array([sx, sy]) - 0.5
     reach = 3.0 * sigma
     inside = (
         (mu[..., 0] > -reach) & (mu[..., 0] < hw - 1 + reach) & (mu[..., 1] > -reach) & (mu[..., 1] < hh - 1 + reach)
     )
-    valid = (vis > 0) & finite & inside
+    valid = labelled & inside
     heatmaps = render_gaussians(mu, valid, (hw, hh), sigma)
     return heatmaps, valid.any(axis=0).astype(np.float32)
 

@@ -29,23 +29,9 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from posekit.codecs.heatmap import render_gaussians
+from posekit.codecs.heatmap import people_arrays, render_gaussians
 
 __all__ = ["encode_heatmaps", "encode_pafs"]
-
-
-def _people(keypoints: ArrayLike, visibility: ArrayLike | None) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
-    kp = np.asarray(keypoints, dtype=np.float64)
-    if kp.ndim == 2:
-        kp = kp[None]
-    if kp.ndim != 3 or kp.shape[2] != 2:
-        raise ValueError(f"keypoints must be (N, K, 2), got {kp.shape}")
-    n, k = kp.shape[:2]
-    vis = np.ones((n, k)) if visibility is None else np.asarray(visibility, dtype=np.float64)
-    if vis.size != n * k:
-        raise ValueError(f"visibility must be ({n}, {k}), got {vis.shape}")
-    valid = (vis.reshape(n, k) > 0) & np.isfinite(kp).all(axis=2)
-    return np.where(valid[..., None], kp, 0.0), valid
 
 
 def _map_size(map_size: Sequence[int]) -> tuple[int, int]:
@@ -71,7 +57,7 @@ def encode_pafs(
     """
     if limb_width < 0:
         raise ValueError(f"limb_width must be non-negative, got {limb_width}")
-    kp, valid = _people(keypoints, visibility)
+    kp, valid = people_arrays(keypoints, visibility)
     w, h = _map_size(map_size)
     k = kp.shape[1]
     px = np.arange(w, dtype=np.float64)[None, :]
@@ -105,5 +91,5 @@ def encode_heatmaps(
 
     Same frame and arguments as :func:`encode_pafs`; ``sigma`` is in map pixels.
     """
-    kp, valid = _people(keypoints, visibility)
+    kp, valid = people_arrays(keypoints, visibility)
     return render_gaussians(kp, valid, _map_size(map_size), sigma)

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from posekit.codecs.udp import UDPHeatmap
 from posekit.models.torch.convert import ConversionError
-from posekit.models.torch.vitpose import Block, VitPoseSpec
+from posekit.models.torch.vitpose import Block, VitPoseSpec, token_grid
 from posekit.schemas import COCO_17, KeypointSchema
 
 __all__ = [
@@ -78,9 +78,7 @@ class SapiensConfig:
     @property
     def grid(self) -> tuple[int, int]:
         """Token grid ``(height, width)`` of an ``img_size`` input."""
-        h, w = self.img_size
-        p, pad = self.patch_size, self.patch_padding
-        return (h + 2 * pad - p) // p + 1, (w + 2 * pad - p) // p + 1
+        return token_grid(self.img_size, self.patch_size, self.patch_padding)
 
     @property
     def heatmap_size(self) -> tuple[int, int]:

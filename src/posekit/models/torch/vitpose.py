@@ -49,6 +49,12 @@ __all__ = [
 Decoder = Literal["classic", "simple"]
 
 
+def token_grid(img_size: tuple[int, int], patch: int, padding: int) -> tuple[int, int]:
+    """Token grid ``(height, width)`` of a padded patch embedding of an ``(H, W)`` input."""
+    h, w = img_size
+    return (h + 2 * padding - patch) // patch + 1, (w + 2 * padding - patch) // patch + 1
+
+
 @dataclass(frozen=True)
 class VitPoseConfig:
     """Hyper-parameters of one ViTPose network.
@@ -88,9 +94,7 @@ class VitPoseConfig:
     @property
     def grid(self) -> tuple[int, int]:
         """The token grid ``(height, width)`` of an ``img_size`` input."""
-        h, w = self.img_size
-        p, pad = self.patch_size, self.patch_padding
-        return (h + 2 * pad - p) // p + 1, (w + 2 * pad - p) // p + 1
+        return token_grid(self.img_size, self.patch_size, self.patch_padding)
 
     @property
     def heatmap_size(self) -> tuple[int, int]:
