@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -19,10 +20,14 @@ else:
 
 from posekit.codecs.udp import UDPHeatmap
 from posekit.models.torch.convert import (
+    LAYOUTS,
     ConversionError,
+    from_mmpose1_vitpose,
     from_mmpose_vitpose,
     from_transformers_vitpose,
+    guess_layout,
     load_vitpose,
+    read_checkpoint,
 )
 from posekit.models.torch.vitpose import (
     ARCHS,
@@ -321,6 +326,128 @@ def test_mis_shaped_tensors_are_reported() -> None:
     sd["backbone.blocks.0.mlp.fc1.weight"] = torch.zeros(10, 64)
     with pytest.raises(ConversionError, match=r"mismatched keys: backbone.blocks.0.mlp.fc1.weight \(10, 64\)"):
         from_mmpose_vitpose(sd, config=cfg)
+
+
+# --- mmpose 1.x (OpenMMLab's download server) ---------------------------------------------------
+
+
+def _mmpose1_layout(
+    t: dict[str, torch.Tensor], cfg: VitPoseConfig, *, cls_row: bool = False
+) -> dict[str, torch.Tensor]:
+    """mmpose 1.x keys: mmpretrain ``VisionTransformer`` (no class token) + ``HeatmapHead``."""
+    pos = t["pos"][:, 1:]  # one row per patch
+    if cls_row:  # a converted reference checkpoint keeps the class-token slot
+        pos = torch.cat([torch.full_like(pos[:, :1], 5.0), pos], dim=1)
+    sd = {
+        "backbone.patch_embed.projection.weight": t["patch.w"], "backbone.patch_embed.projection.bias": t["patch.b"],
+        "backbone.pos_embed": pos,
+        "backbone.ln1.weight": t["norm.w"], "backbone.ln1.bias": t["norm.b"],
+        "head.final_layer.weight": t["final.w"], "head.final_layer.bias": t["final.b"],
+    }  # fmt: skip
+    for i in range(cfg.depth):
+        p = f"backbone.layers.{i}."
+        sd |= {
+            p + "ln1.weight": t[f"{i}.n1.w"], p + "ln1.bias": t[f"{i}.n1.b"],
+            p + "attn.qkv.weight": torch.cat([t[f"{i}.q.w"], t[f"{i}.k.w"], t[f"{i}.v.w"]]),
+            p + "attn.qkv.bias": torch.cat([t[f"{i}.q.b"], t[f"{i}.k.b"], t[f"{i}.v.b"]]),
+            p + "attn.proj.weight": t[f"{i}.proj.w"], p + "attn.proj.bias": t[f"{i}.proj.b"],
+            p + "ln2.weight": t[f"{i}.n2.w"], p + "ln2.bias": t[f"{i}.n2.b"],
+            p + "ffn.layers.0.0.weight": t[f"{i}.fc1.w"], p + "ffn.layers.0.0.bias": t[f"{i}.fc1.b"],
+            p + "ffn.layers.1.weight": t[f"{i}.fc2.w"], p + "ffn.layers.1.bias": t[f"{i}.fc2.b"],
+        }  # fmt: skip
+    if cfg.decoder == "classic":
+        for j, (conv, bn) in ((1, (0, 1)), (2, (3, 4))):
+            p = "head.deconv_layers."
+            sd |= {
+                f"{p}{conv}.weight": t[f"de{j}.w"], f"{p}{bn}.weight": t[f"bn{j}.w"], f"{p}{bn}.bias": t[f"bn{j}.b"],
+                f"{p}{bn}.running_mean": t[f"bn{j}.mean"], f"{p}{bn}.running_var": t[f"bn{j}.var"],
+                f"{p}{bn}.num_batches_tracked": t[f"bn{j}.n"],
+            }  # fmt: skip
+    return sd
+
+
+@pytest.mark.parametrize("decoder", ["classic", "simple"])
+def test_mmpose1_layout_converts_strictly_and_computes_what_mmpretrain_does(decoder: str) -> None:
+    cfg = VitPoseConfig(embed_dim=64, depth=3, num_heads=4, decoder=decoder)
+    t = _official_tensors(cfg)
+    sd = _mmpose1_layout(t, cfg)
+    assert guess_layout({"state_dict": sd}) == "mmpose1"
+    res = from_mmpose1_vitpose({"meta": {"epoch": 210}, "state_dict": sd})
+    assert res.ok, res.report()
+    assert (res.config.embed_dim, res.config.depth, res.config.decoder, res.config.img_size) == (
+        64,
+        3,
+        decoder,
+        (256, 192),
+    )
+    assert res.state_dict.keys() == VitPose(cfg).state_dict().keys()
+    # mmpretrain adds the table to the patches with no class slot: posekit's slot is zero
+    assert torch.count_nonzero(res.state_dict["backbone.pos_embed"][:, 0]) == 0
+    torch.testing.assert_close(res.state_dict["backbone.pos_embed"][:, 1:], t["pos"][:, 1:], rtol=0, atol=0)
+    # The same tensors in the reference layout with a zero class slot give the same heatmaps.
+    t0 = dict(t)
+    t0["pos"] = torch.cat([torch.zeros_like(t["pos"][:, :1]), t["pos"][:, 1:]], dim=1)
+    x = torch.randn(2, 3, 256, 192)
+    with torch.no_grad():
+        want = from_mmpose_vitpose(_mmpose_layout(t0, cfg)).build()(x)
+        got = load_vitpose({"state_dict": sd}, "mmpose1")(x)
+        guessed = load_vitpose(sd)(x)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    torch.testing.assert_close(guessed, want, rtol=0, atol=0)
+
+
+def test_mmpose1_table_with_a_class_slot_loses_it_as_mmpretrain_does() -> None:
+    cfg = TINY
+    t = _official_tensors(cfg)
+    plain = from_mmpose1_vitpose(_mmpose1_layout(t, cfg))
+    with_slot = from_mmpose1_vitpose(_mmpose1_layout(t, cfg, cls_row=True))
+    assert with_slot.ok
+    assert with_slot.config.img_size == (256, 192)
+    assert any("class-token slot" in k for k in with_slot.ignored)
+    torch.testing.assert_close(with_slot.state_dict["backbone.pos_embed"], plain.state_dict["backbone.pos_embed"])
+
+
+def test_mmpose1_missing_unexpected_and_mis_shaped_keys_are_reported() -> None:
+    cfg = TINY
+    sd = _mmpose1_layout(_official_tensors(cfg), cfg)
+    del sd["backbone.layers.1.ffn.layers.1.bias"]
+    sd["head.conv_layers.0.weight"] = torch.zeros(3)  # a Sapiens-style head is not ViTPose's
+    sd["backbone.layers.0.attn.proj.weight"] = torch.zeros(8, 64)
+    with pytest.raises(ConversionError) as err:
+        load_vitpose(sd, "mmpose1")
+    msg = str(err.value)
+    assert "missing keys: backbone.blocks.1.mlp.fc2.bias" in msg
+    assert "unexpected keys: head.conv_layers.0.weight" in msg
+    assert "mismatched keys: backbone.blocks.0.attn.proj.weight (8, 64)" in msg
+    loose = from_mmpose1_vitpose(sd, strict=False)
+    assert loose.missing == ["backbone.blocks.1.mlp.fc2.bias"]
+    assert loose.unexpected == ["head.conv_layers.0.weight"]
+    # a file in the reference layout is not read as mmpose 1.x
+    ref = _mmpose_layout(_official_tensors(cfg), cfg)
+    with pytest.raises(ConversionError, match="cannot infer the ViTPose size"):
+        load_vitpose(ref, "mmpose1")
+    with pytest.raises(KeyError, match=r"expected one of \['mmpose', 'mmpose1', 'transformers'\]"):
+        load_vitpose(ref, "mmpose2")
+    assert sorted(LAYOUTS) == ["mmpose", "mmpose1", "transformers"]
+
+
+class _MmengineLikeConfig(dict):  # stands in for mmengine's ConfigDict in a checkpoint's meta
+    pass
+
+
+def test_checkpoint_files_with_foreign_objects_in_their_metadata_are_read_without_running_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cfg = TINY
+    sd = _mmpose1_layout(_official_tensors(cfg), cfg)
+    meta = {"dataset_meta": {"flip_indices": np.arange(17)}, "cfg": _MmengineLikeConfig(a=1), "epoch": 210}
+    path = tmp_path / "td-hm_ViTPose.pth"
+    torch.save({"meta": meta, "state_dict": sd}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)  # what a plain safe load says
+    got = read_checkpoint(path)
+    assert got.keys() == sd.keys()
+    for k, v in sd.items():
+        torch.testing.assert_close(got[k], v, rtol=0, atol=0)
+    assert load_vitpose(got).cfg.embed_dim == 64
 
 
 # --- ONNX -------------------------------------------------------------------------------------

@@ -1,13 +1,24 @@
 """Checkpoint converters: published ViTPose state dicts -> :class:`~posekit.models.torch.vitpose.VitPose`.
 
-Two layouts are read:
+Three layouts are read (``layout=`` names them in :func:`load_vitpose`):
 
-* ``from_mmpose_vitpose``: the reference repository's checkpoints (``ViTAE-Transformer/ViTPose``,
+* ``"mmpose"``, ``from_mmpose_vitpose``: the reference repository's checkpoints (``ViTAE-Transformer/ViTPose``,
   mmpose 0.x): ``backbone.patch_embed.proj.*``, ``backbone.pos_embed``,
   ``backbone.blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}.*``, ``backbone.last_norm.*``,
   and ``keypoint_head.deconv_layers.{0,1,3,4}.*`` + ``keypoint_head.final_layer.*`` (classic
   decoder) or ``keypoint_head.final_layer.*`` alone, a 3x3 conv (simple decoder).
-* ``from_transformers_vitpose``: Hugging Face ``VitPoseForPoseEstimation``:
+* ``"mmpose1"``, ``from_mmpose1_vitpose``: mmpose 1.x checkpoints, the files on OpenMMLab's
+  download server (``download.openmmlab.com/mmpose/v1/.../td-hm_ViTPose-*``). The backbone is
+  mmpretrain's ``VisionTransformer`` (``with_cls_token=False``, ``patch_cfg=dict(padding=2)``):
+  ``backbone.patch_embed.projection.*``, ``backbone.pos_embed`` (one row per patch, no class
+  slot), ``backbone.layers.N.{ln1, attn.qkv, attn.proj, ln2, ffn.layers.0.0, ffn.layers.1}.*``,
+  ``backbone.ln1.*``; the head is mmpose 1.x's ``HeatmapHead``: ``head.deconv_layers.{0,1,3,4}.*``
+  + ``head.final_layer.*`` (classic) or ``head.final_layer.*`` alone, a 3x3 conv after the
+  parameter-free ``FeatureMapProcessor`` neck (ReLU, bilinear x4) of the simple decoder. Files are
+  ``{"meta": ..., "state_dict": ...}``. posekit's ViT adds the table's first row to every patch;
+  for this layout that row is zero, so the numbers are mmpretrain's. A table with one extra row
+  (a converted reference checkpoint) has it dropped, as mmpretrain's loader does.
+* ``"transformers"``, ``from_transformers_vitpose``: Hugging Face ``VitPoseForPoseEstimation``:
   ``backbone.embeddings.{patch_embeddings.projection,position_embeddings}``,
   ``backbone.encoder.layer.N.{layernorm_before, attention.attention.{query,key,value},
   attention.output.dense, layernorm_after, mlp.fc1, mlp.fc2}``, ``backbone.layernorm``, and
@@ -24,9 +35,12 @@ architecture: their expert keys come out as unexpected.
 
 from __future__ import annotations
 
+import collections
+import pickle
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,11 +49,15 @@ from torch import Tensor
 from posekit.models.torch.vitpose import ARCHS, VitPose, VitPoseConfig
 
 __all__ = [
+    "LAYOUTS",
     "ConversionError",
     "ConvertedCheckpoint",
+    "from_mmpose1_vitpose",
     "from_mmpose_vitpose",
     "from_transformers_vitpose",
+    "guess_layout",
     "load_vitpose",
+    "read_checkpoint",
 ]
 
 
@@ -106,7 +124,7 @@ def _depth(keys: list[str], pattern: str) -> int:
 
 
 def _infer_config(
-    sd: Mapping[str, Tensor], *, patch: str, pos: str, block_rx: str, final: str, deconv: str
+    sd: Mapping[str, Tensor], *, patch: str, pos: str, block_rx: str, final: str, deconv: str, extra_tokens: int = 1
 ) -> VitPoseConfig:
     """Width, depth, decoder, keypoint count and input size from the checkpoint's own shapes."""
     try:
@@ -120,7 +138,7 @@ def _infer_config(
     same_width = next((a for a in ARCHS.values() if a.embed_dim == dim), None)
     heads = (preset or same_width).num_heads if (preset or same_width) else max(1, dim // 64)
     simple = deconv not in sd
-    tokens = int(pe.shape[1]) - 1
+    tokens = int(pe.shape[1]) - extra_tokens
     # The reference 256x192 crop gives a 16x12 grid; other inputs keep the 4:3 aspect ratio.
     gh = next((h for h in range(1, tokens + 1) if tokens % h == 0 and 3 * h >= 4 * (tokens // h)), tokens)
     gw = tokens // gh
@@ -228,6 +246,74 @@ def from_mmpose_vitpose(
     return _finish(out, unexpected, ignored, cfg, strict)
 
 
+# --- mmpose 1.x (OpenMMLab's download server) -------------------------------------------------
+
+_MMPOSE1_LAYER = r"backbone\.layers\.(\d+)\."
+_MMPOSE1_RULES: list[tuple[str, str]] = [
+    (r"backbone\.patch_embed\.projection\.(weight|bias)", r"backbone.patch_embed.\1"),
+    (_MMPOSE1_LAYER + r"ln1\.(weight|bias)", r"backbone.blocks.\1.norm1.\2"),
+    (_MMPOSE1_LAYER + r"ln2\.(weight|bias)", r"backbone.blocks.\1.norm2.\2"),
+    (_MMPOSE1_LAYER + r"attn\.(qkv|proj)\.(weight|bias)", r"backbone.blocks.\1.attn.\2.\3"),
+    (_MMPOSE1_LAYER + r"ffn\.layers\.0\.0\.(weight|bias)", r"backbone.blocks.\1.mlp.fc1.\2"),
+    (_MMPOSE1_LAYER + r"ffn\.layers\.1\.(weight|bias)", r"backbone.blocks.\1.mlp.fc2.\2"),
+    (r"backbone\.ln1\.(weight|bias)", r"backbone.norm.\1"),
+    (r"head\.deconv_layers\.0\.weight", r"head.deconv1.weight"),
+    (r"head\.deconv_layers\.1\." + _BN, r"head.bn1.\1"),
+    (r"head\.deconv_layers\.3\.weight", r"head.deconv2.weight"),
+    (r"head\.deconv_layers\.4\." + _BN, r"head.bn2.\1"),
+    (r"head\.final_layer\.(weight|bias)", r"head.final.\1"),
+]
+
+
+def _is_grid(tokens: int) -> bool:
+    """Whether ``tokens`` is an ``h x w`` grid with ``3h == 4w`` (the 4:3 crops ViTPose is trained on)."""
+    return any(tokens % h == 0 and 3 * h == 4 * (tokens // h) for h in range(1, tokens + 1))
+
+
+def from_mmpose1_vitpose(
+    state_dict: Mapping[str, Any], *, config: VitPoseConfig | None = None, strict: bool = True
+) -> ConvertedCheckpoint:
+    """Convert an mmpose 1.x ViTPose checkpoint (mmpretrain ``VisionTransformer`` + ``HeatmapHead``).
+
+    See the module docstring for the keys. ``pos_embed`` has one row per patch; posekit's table gets
+    a zero row in front (added to every patch: no change). A table with one row more than the grid
+    (a converted reference checkpoint) loses its first row, as mmpretrain's own loader does, and
+    that row is reported as ``ignored``.
+    """
+    sd = _unwrap(state_dict)
+    pe = sd.get("backbone.pos_embed")
+    extra = 0
+    if pe is not None and pe.ndim == 3:
+        n = int(pe.shape[1])
+        if config is not None:
+            gh, gw = config.grid
+            extra = n - gh * gw if n - gh * gw in (0, 1) else 0
+        elif not _is_grid(n) and _is_grid(n - 1):
+            extra = 1
+    cfg = config or _infer_config(
+        sd,
+        patch="backbone.patch_embed.projection.weight",
+        pos="backbone.pos_embed",
+        block_rx=_MMPOSE1_LAYER,
+        final="head.final_layer.weight",
+        deconv="head.deconv_layers.0.weight",
+        extra_tokens=extra,
+    )
+
+    def pos(key: str, val: Tensor, out: dict[str, Tensor]) -> bool:
+        if key != "backbone.pos_embed":
+            return False
+        if extra:
+            ignored_rows.append("backbone.pos_embed[:, 0] (class-token slot, dropped as mmpretrain does)")
+            val = val[:, extra:]
+        out[key] = torch.cat([val.new_zeros(val.shape[0], 1, val.shape[2]), val], dim=1) if val.ndim == 3 else val
+        return True
+
+    ignored_rows: list[str] = []
+    out, unexpected, ignored = _convert(sd, _MMPOSE1_RULES, ignore=("backbone.cls_token",), special=pos)
+    return _finish(out, unexpected, ignored + ignored_rows, cfg, strict)
+
+
 # --- Hugging Face transformers ----------------------------------------------------------------
 
 _HF_LAYER = r"backbone\.encoder\.layer\.(\d+)\."
@@ -293,10 +379,21 @@ def from_transformers_vitpose(
     return res
 
 
-_LAYOUTS: dict[str, Callable[..., ConvertedCheckpoint]] = {
+LAYOUTS: dict[str, Callable[..., ConvertedCheckpoint]] = {
     "mmpose": from_mmpose_vitpose,
+    "mmpose1": from_mmpose1_vitpose,
     "transformers": from_transformers_vitpose,
 }
+
+
+def guess_layout(state_dict: Mapping[str, Any]) -> str:
+    """The layout a ViTPose checkpoint's keys point to (``"mmpose"`` when nothing else fits)."""
+    keys = _unwrap(state_dict).keys()
+    if any(k.startswith("backbone.embeddings.") for k in keys):
+        return "transformers"
+    if any(k.startswith("backbone.layers.") for k in keys) or "head.final_layer.weight" in keys:
+        return "mmpose1"
+    return "mmpose"
 
 
 def load_vitpose(
@@ -306,18 +403,95 @@ def load_vitpose(
     config: VitPoseConfig | None = None,
     strict: bool = True,
 ) -> VitPose:
-    """Build a ``VitPose`` from a checkpoint in either layout (guessed from the keys when ``None``).
+    """Build a ``VitPose`` from a checkpoint in one of :data:`LAYOUTS` (guessed from the keys when ``None``).
 
     ``config`` overrides what is inferred from the tensors (the head count, for one, is not in them:
     a transformers ``config.json`` gives ``num_attention_heads``)."""
     if layout is None:
-        keys = _unwrap(state_dict).keys()
-        layout = "transformers" if any(k.startswith("backbone.embeddings.") for k in keys) else "mmpose"
+        layout = guess_layout(state_dict)
     try:
-        convert = _LAYOUTS[layout]
+        convert = LAYOUTS[layout]
     except KeyError:
-        raise KeyError(f"unknown checkpoint layout {layout!r}; expected one of {sorted(_LAYOUTS)}") from None
+        raise KeyError(f"unknown checkpoint layout {layout!r}; expected one of {sorted(LAYOUTS)}") from None
     res = convert(state_dict, config=config, strict=strict)
     model = VitPose(res.config)
     model.load_state_dict(res.state_dict, strict=strict)
     return model.eval()
+
+
+# --- reading checkpoint files ------------------------------------------------------------------
+
+
+class _Opaque(dict):  # type: ignore[type-arg]
+    """Stands in for any non-tensor object of a checkpoint's metadata (mmengine configs, numpy
+    arrays, ...): it accepts whatever the pickle stream does to it and runs no code."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Opaque:
+        return super().__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+
+    def __setstate__(self, state: Any) -> None:
+        self["__state__"] = state
+
+    def append(self, item: Any) -> None:
+        self.setdefault("__items__", []).append(item)
+
+    def extend(self, items: Any) -> None:
+        self.setdefault("__items__", []).extend(items)
+
+
+def _opaque_global(name: str) -> type[_Opaque]:
+    return type(name, (_Opaque,), {})
+
+
+class _TensorsOnlyUnpickler(pickle.Unpickler):
+    """Resolves torch's tensor-rebuilding functions and ``OrderedDict``; every other global becomes an
+    inert :class:`_Opaque` (nothing outside torch is imported or called)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "collections" and name == "OrderedDict":
+            return collections.OrderedDict
+        if module == "torch._utils" and name.startswith("_rebuild_"):
+            return getattr(torch._utils, name)
+        if module == "torch" and (name == "Size" or isinstance(getattr(torch, name, None), torch.dtype)):
+            return getattr(torch, name)
+        return _opaque_global(f"{module}.{name}")
+
+
+class _tensors_only_pickle:  # a stand-in for the ``pickle`` module, as torch.load's pickle_module
+    Unpickler = _TensorsOnlyUnpickler
+    __name__ = "posekit_tensors_only_pickle"
+
+    @staticmethod
+    def load(f: Any, **kwargs: Any) -> Any:
+        return _TensorsOnlyUnpickler(f, **kwargs).load()
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
+    """The tensors of a ``.pth`` / ``.safetensors`` checkpoint, unwrapping ``{"state_dict": ...}``.
+
+    ``.pth`` files are read with ``torch.load(weights_only=True)``. Training checkpoints whose
+    metadata holds other objects (mmpose 1.x and Sapiens files carry mmengine configs and numpy
+    arrays in ``meta``) are then read again with an unpickler that rebuilds tensors only and turns
+    every other object into an inert placeholder, so no code from the file runs and mmengine is
+    not needed.
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise ImportError(f"{path} is a safetensors file; install safetensors to read it") from None
+        return dict(load_file(str(path)))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_tensors_only_pickle)
+    for wrapper in ("state_dict", "model"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
+            obj = obj[wrapper]
+    if not isinstance(obj, Mapping):
+        raise TypeError(f"{path}: expected a state dict, got {type(obj).__name__}")
+    return {str(k): v for k, v in obj.items() if isinstance(v, Tensor)}
