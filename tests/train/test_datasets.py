@@ -1,4 +1,4 @@
-"""CocoKeypoints and top-down augmentation on real COCO data and the dataset fixtures."""
+"""CocoKeypoints on real COCO data and the dataset fixtures (augmentation: test_augment.py)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,8 @@ import pytest
 
 from posekit.eval import coco as eval_coco
 from posekit.io.images import read_image
-from posekit.schemas import COCO_17
-from posekit.train.augment import (
-    affine_crop,
-    lower_body_indices,
-    random_top_down,
-    transform_keypoints,
-)
+from posekit.train.augment import random_top_down
 from posekit.train.datasets import CocoKeypoints
-
-LW, RW = COCO_17.index("left_wrist"), COCO_17.index("right_wrist")
-NO_JITTER = {"jitter": None}
 
 
 def _labelled_people(data):
@@ -96,143 +87,6 @@ def test_fill_missing_is_reused(data_dir, monkeypatch):
 def test_schema_mismatch_raises(data_dir):
     with pytest.raises(ValueError, match="14 keypoints"):
         CocoKeypoints(data_dir / "fixtures/aic/test_aic.json", data_dir / "fixtures/aic")
-
-
-def _two_wrist_sample(ds):
-    """A sample with both wrists labelled, far apart and inside the image."""
-    for s in ds.top_down_samples():
-        k = s.keypoints
-        if k[LW, 2] > 0 and k[RW, 2] > 0 and np.linalg.norm(k[LW, :2] - k[RW, :2]) > 60:
-            return s
-    raise AssertionError("no sample with two distant wrists")
-
-
-def _dotted(sample, radius):
-    img = read_image(sample.image_path).copy()
-    for idx, colour in ((LW, (0, 0, 255)), (RW, (255, 0, 0))):
-        x, y = sample.keypoints[idx, :2]
-        cv2.circle(img, (round(x), round(y)), radius, colour, -1)
-    return img
-
-
-def _colour_at(img, xy):
-    x, y = round(xy[0]), round(xy[1])
-    return img[y, x].astype(int)
-
-
-def _find_seed(ds_sample, img, want, **kw):
-    for seed in range(500):
-        out = random_top_down(ds_sample, np.random.default_rng(seed), image=img, **kw)
-        if want(out):
-            return out
-    raise AssertionError("no seed gave the wanted draw")
-
-
-def test_flip_swaps_wrists_and_mirrors_pixels(mini):
-    ds, _ = mini
-    s = _two_wrist_sample(ds)
-    img = _dotted(s, radius=12)
-    out = _find_seed(
-        s, img, lambda o: o.flipped and o.half_body is None, half_body_prob=0, rotation_prob=0, **NO_JITTER
-    )
-    assert out.keypoints[LW, 2] > 0
-    assert out.keypoints[RW, 2] > 0
-    # the new left wrist is the old right wrist (red dot), mirrored into the crop
-    np.testing.assert_allclose(_colour_at(out.image, out.keypoints[LW]), (255, 0, 0), atol=2)
-    np.testing.assert_allclose(_colour_at(out.image, out.keypoints[RW]), (0, 0, 255), atol=2)
-    np.testing.assert_allclose(out.keypoints[LW, :2], transform_keypoints(s.keypoints[RW, :2], out.matrix))
-    # mirroring: the matrix's x axis is reversed
-    assert np.linalg.det(out.matrix[:, :2]) < 0
-
-
-def test_rotation_and_scale_keep_dots_on_keypoints(mini):
-    ds, _ = mini
-    s = _two_wrist_sample(ds)
-    img = _dotted(s, radius=12)
-    out = _find_seed(
-        s,
-        img,
-        lambda o: (
-            not o.flipped and o.half_body is None and abs(np.degrees(np.arctan2(o.matrix[0, 1], o.matrix[0, 0]))) > 20
-        ),
-        half_body_prob=0,
-        rotation_prob=1.0,
-        **NO_JITTER,
-    )
-    np.testing.assert_allclose(_colour_at(out.image, out.keypoints[LW]), (0, 0, 255), atol=2)
-    np.testing.assert_allclose(_colour_at(out.image, out.keypoints[RW]), (255, 0, 0), atol=2)
-
-
-def test_affine_crop_exact_geometry():
-    img = np.zeros((300, 400, 3), np.uint8)
-    img[100, 250] = (0, 255, 0)
-    crop, m = affine_crop(img, center=(200, 150), scale_wh=(202, 202), rotation_deg=90, out_size=(101, 101))
-    # center -> (50, 50); 50 px right of centre at 0.5 px/px and rotated 90 deg ccw -> 25 px up
-    np.testing.assert_allclose(transform_keypoints([[200, 150], [300, 150]], m), [[50, 50], [50, 0]], atol=1e-9)
-    p = transform_keypoints([[250, 100]], m)[0]
-    assert crop[round(p[1]), round(p[0]), 1] > 0
-    # identity crop: pixels copied exactly
-    rng = np.random.default_rng(3)
-    noise = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
-    same, m1 = affine_crop(noise, center=(23.5, 31.5), scale_wh=(48, 64), rotation_deg=0, out_size=(48, 64))
-    np.testing.assert_array_equal(same, noise)
-    np.testing.assert_allclose(m1, [[1, 0, 0], [0, 1, 0]], atol=1e-12)
-
-
-def test_keypoints_outside_crop_are_invisible(mini):
-    ds, _ = mini
-    s = _two_wrist_sample(ds)
-    img = read_image(s.image_path)
-    for seed in range(40):
-        out = random_top_down(s, np.random.default_rng(seed), image=img, **NO_JITTER)
-        k = out.keypoints
-        vis = k[:, 2] > 0
-        assert np.all((k[vis, 0] >= -0.5) & (k[vis, 0] < 191.5) & (k[vis, 1] >= -0.5) & (k[vis, 1] < 255.5))
-        assert np.all(k[~vis] == 0)
-    tiny = random_top_down(s, np.random.default_rng(0), image=img, padding=0.2, scale_range=(0.3, 0.3), **NO_JITTER)
-    assert (tiny.keypoints[:, 2] > 0).sum() < (s.keypoints[:, 2] > 0).sum()
-
-
-def test_half_body_keeps_one_half(mini):
-    ds, _ = mini
-    lower = set(lower_body_indices(COCO_17).tolist())
-    assert lower == {11, 12, 13, 14, 15, 16}
-    rich = [s for s in ds.top_down_samples() if (s.keypoints[:, 2] > 0).sum() >= 12]
-    assert rich
-    seen = set()
-    for i, s in enumerate(rich[:6]):
-        img = read_image(s.image_path)
-        for seed in range(12):
-            out = random_top_down(s, np.random.default_rng(100 * i + seed), image=img, half_body_prob=1.0, **NO_JITTER)
-            assert out.half_body in ("upper", "lower")
-            seen.add(out.half_body)
-            vis = set(np.flatnonzero(out.keypoints[:, 2] > 0).tolist())
-            assert vis, "a half-body crop keeps some keypoints"
-            if out.half_body == "lower":
-                assert vis <= lower
-            else:
-                assert not (vis & lower)
-    assert seen == {"upper", "lower"}
-    # too few keypoints: no half-body
-    sparse = next(s for s in ds.top_down_samples() if 0 < (s.keypoints[:, 2] > 0).sum() < 9)
-    out = random_top_down(sparse, np.random.default_rng(0), image=read_image(sparse.image_path), half_body_prob=1.0)
-    assert out.half_body is None
-
-
-def test_determinism_per_seed(mini):
-    ds, _ = mini
-    s = ds.top_down_samples()[0]
-    img = read_image(s.image_path)
-    a = random_top_down(s, np.random.default_rng(7), image=img)
-    b = random_top_down(s, np.random.default_rng(7), image=img)
-    np.testing.assert_array_equal(a.image, b.image)
-    np.testing.assert_array_equal(a.keypoints, b.keypoints)
-    np.testing.assert_array_equal(a.matrix, b.matrix)
-    outs = [random_top_down(s, np.random.default_rng(seed), image=img).matrix for seed in range(5)]
-    assert len({m.tobytes() for m in outs}) == 5
-    # the image is read from disk when not given
-    c = random_top_down(s, np.random.default_rng(7))
-    np.testing.assert_array_equal(a.image, c.image)
 
 
 def test_ignore_mask_marks_crowd_region(mini):

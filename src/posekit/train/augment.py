@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from posekit.schemas import KeypointSchema, get_schema
+from posekit.train.boxnoise import BoxSampler
 from posekit.train.datasets import TopDownSample
 
 __all__ = [
@@ -171,15 +172,25 @@ def random_top_down(
     half_body_prob: float = 0.3,
     half_body_padding: float = 1.5,
     jitter: Sequence[float] | None = (0.2, 0.2, 0.2),
+    box_noise: BoxSampler | None = None,
 ) -> TopDownCrop:
-    """Augment one person: half-body, random scale / rotation / flip, crop to ``out_size``, colour jitter.
+    """Augment one person: box noise, half-body, random scale / rotation / flip, crop, colour jitter.
 
-    ``image`` is the sample's RGB image (read from ``sample.image_path`` when omitted). Every draw
-    comes from ``rng``, so a seed fixes the result. Half-body (``half_body_prob``, when
-    :func:`half_body_box` allows) crops around the upper or lower body's visible keypoints and
-    sets the other half's visibility to 0. Keypoints outside the crop (beyond the outer pixel
-    edges) get visibility 0; unlabelled keypoints stay 0. ``jitter`` is (brightness, contrast,
-    saturation) or ``None`` for none.
+    ``image`` is the sample's RGB image (read from ``sample.image_path`` when omitted).
+    ``box_noise`` (e.g. :class:`~posekit.train.boxnoise.BoxNoise` fitted on a detector's boxes,
+    or :class:`~posekit.train.boxnoise.RandomJitter`) moves ``sample.bbox`` before it becomes the
+    crop's centre and scale, so the crop looks like one from a detector box. Half-body
+    (``half_body_prob``, when :func:`half_body_box` allows) crops around the upper or lower body's
+    visible keypoints instead; as in mmpose, keypoints of the other half keep their labels when
+    they fall inside that crop. Keypoints outside the crop (beyond the outer pixel edges) get
+    visibility 0 and coordinates 0; unlabelled keypoints stay 0. ``jitter`` is (brightness,
+    contrast, saturation) or ``None`` for none.
+
+    Every draw comes from ``rng``, in this order, so a seed fixes the result: ``box_noise`` (only
+    when given), the half-body coin (then :func:`half_body_box`'s upper/lower draw when it
+    applies), the scale factor, the rotation coin (then the angle when it comes up), the flip
+    coin, the colour factors (only when ``jitter`` is given). Without ``box_noise`` the draws are
+    those of earlier versions.
     """
     sch = get_schema(schema)
     if image is None:
@@ -190,16 +201,14 @@ def random_top_down(
     if len(kps) != sch.num_keypoints:
         raise ValueError(f"sample has {len(kps)} keypoints; schema {sch.name!r} has {sch.num_keypoints}")
     aspect = out_size[0] / out_size[1]
-    center, scale = box_to_center_scale(sample.bbox, aspect, padding)
+    bbox = np.asarray(sample.bbox, dtype=np.float64) if box_noise is None else box_noise.sample(sample.bbox, rng)
+    center, scale = box_to_center_scale(bbox, aspect, padding)
 
     half = None
     if rng.random() < half_body_prob:
         picked = half_body_box(kps, sch, rng)
         if picked is not None:
             box, keep = picked
-            drop = np.ones(len(kps), dtype=bool)
-            drop[keep] = False
-            kps[drop, 2] = 0
             center, scale = box_to_center_scale(box, aspect, half_body_padding)
             half = "lower" if np.isin(keep, lower_body_indices(sch)).all() else "upper"
 
