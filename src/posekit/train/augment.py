@@ -7,6 +7,10 @@ image content. A crop of ``out_size = (W, H)`` maps the region of size ``scale_w
 Positive ``rotation_deg`` turns the content counter-clockwise on screen (as
 ``cv2.getRotationMatrix2D``). A horizontal flip is part of the same matrix (``x -> W-1-x``), with
 left/right keypoints swapped by the schema's flip permutation.
+
+:func:`random_top_down` augments one person for a top-down estimator; :func:`random_bottom_up`
+augments a whole image (every person, plus the mask of regions the loss ignores) for a bottom-up
+network, following OpenPose's training augmentation.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from numpy.typing import ArrayLike, NDArray
 
 from posekit.schemas import KeypointSchema, get_schema
 from posekit.train.boxnoise import BoxSampler
-from posekit.train.datasets import TopDownSample
+from posekit.train.datasets import BottomUpSample, TopDownSample
 
 __all__ = [
+    "BottomUpCrop",
     "TopDownCrop",
     "affine_crop",
     "box_to_center_scale",
@@ -30,6 +35,7 @@ __all__ = [
     "crop_matrix",
     "half_body_box",
     "lower_body_indices",
+    "random_bottom_up",
     "random_top_down",
     "transform_keypoints",
 ]
@@ -227,3 +233,130 @@ def random_top_down(
     if jitter is not None:
         crop = color_jitter(crop, rng, *jitter)
     return TopDownCrop(crop, out, m, flip, half)
+
+
+@dataclass(frozen=True, eq=False)
+class BottomUpCrop:
+    """An augmented image for bottom-up training.
+
+    ``image (H, W, 3)`` uint8; ``keypoints (N, K, 3)`` every person in crop pixels (a keypoint
+    outside the crop or unlabelled is all 0); ``ignore (H, W)`` bool, the warped ignore mask;
+    ``matrix`` the ``(2, 3)`` image->crop map; ``center_person`` the index of the person the crop
+    was scaled and centred on (``None`` for an image without people).
+    """
+
+    image: NDArray[np.uint8]
+    keypoints: NDArray[np.float64]
+    ignore: NDArray[np.bool_]
+    matrix: NDArray[np.float64]
+    flipped: bool
+    center_person: int | None
+
+
+def _person_height(box: NDArray[np.float64], kps: NDArray[np.float64]) -> float:
+    """A person's height in image pixels: the box height, else the extent of the labelled keypoints."""
+    if box[3] > 0:
+        return float(box[3])
+    vis = kps[kps[:, 2] > 0, :2]
+    return float(np.ptp(vis[:, 1])) if len(vis) else 0.0
+
+
+def _person_center(box: NDArray[np.float64], kps: NDArray[np.float64]) -> NDArray[np.float64]:
+    if box[2] > 0 and box[3] > 0:
+        return box[:2] + box[2:] / 2
+    vis = kps[kps[:, 2] > 0, :2]
+    return (vis.min(0) + vis.max(0)) / 2
+
+
+def random_bottom_up(
+    sample: BottomUpSample,
+    rng: np.random.Generator,
+    *,
+    image: NDArray[np.uint8] | None = None,
+    ignore: NDArray[np.bool_] | None = None,
+    schema: str | KeypointSchema = "coco17",
+    out_size: tuple[int, int] = (368, 368),
+    target_height: float = 0.6,
+    scale_range: tuple[float, float] = (0.5, 1.1),
+    rotation_deg: float = 40.0,
+    center_shift: float = 40.0,
+    flip_prob: float = 0.5,
+    jitter: Sequence[float] | None = (0.2, 0.2, 0.2),
+) -> BottomUpCrop:
+    """Augment one image for a bottom-up network, as OpenPose trains (CPM data transformer).
+
+    A person is picked at random; the image is scaled so that the person's height (box height, or
+    the extent of the labelled keypoints) becomes ``target_height * H_out * u`` crop pixels with
+    ``u`` uniform in ``scale_range``; it is rotated by an angle uniform in ``±rotation_deg`` about
+    that person's box centre, which lands at the crop centre shifted by up to ``±center_shift``
+    crop pixels in x and in y (uniform); the result is flipped with ``flip_prob`` (left/right
+    keypoints swapped by the schema's flip permutation). An image without people is centred and
+    scaled to fit ``out_size`` times ``u``. Everything happens in one affine warp (bilinear for the
+    image, black outside it); ``jitter`` (brightness, contrast, saturation) or ``None`` follows.
+
+    ``image`` is the sample's RGB image (read from ``sample.image_path`` when omitted). ``ignore``
+    is an ``(H, W)`` bool mask of the image's regions without labels (crowds, unlabelled people:
+    :meth:`~posekit.train.datasets.CocoKeypoints.ignore_mask`); it is warped with nearest
+    neighbour sampling, and crop area outside the image is not ignored (it is plain background:
+    no person there, so no keypoint is missing). Without ``ignore`` the crop's mask is all False.
+
+    Every draw comes from ``rng``, in this order: the person index (only when there are people),
+    the scale factor ``u``, the angle, the centre shift (x, y), the flip coin, the colour factors
+    (only when ``jitter`` is given). The same seed gives the same crop.
+    """
+    sch = get_schema(schema)
+    if image is None:
+        from posekit.io.images import read_image
+
+        image = read_image(sample.image_path)
+    h_img, w_img = image.shape[:2]
+    raw = np.asarray(sample.keypoints, dtype=np.float64)
+    if raw.size and (raw.ndim != 3 or raw.shape[1:] != (sch.num_keypoints, 3)):
+        raise ValueError(
+            f"sample keypoints must be (N, {sch.num_keypoints}, 3) for schema {sch.name!r}, got {raw.shape}"
+        )
+    kps = raw.reshape(-1, sch.num_keypoints, 3).copy()
+    boxes = np.asarray(sample.bboxes, dtype=np.float64).reshape(-1, 4)
+    if len(boxes) != len(kps):
+        raise ValueError(f"sample has {len(kps)} people but {len(boxes)} boxes")
+    if ignore is not None and np.shape(ignore) != (h_img, w_img):
+        raise ValueError(f"ignore must be the image's (H, W) = {(h_img, w_img)}, got {np.shape(ignore)}")
+    lo, hi = scale_range
+    if not 0 < lo <= hi:
+        raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {scale_range}")
+    w_out, h_out = int(out_size[0]), int(out_size[1])
+
+    person: int | None = None
+    if len(kps):
+        person = int(rng.integers(len(kps)))
+    u = rng.uniform(lo, hi)
+    if person is not None and _person_height(boxes[person], kps[person]) > 0:
+        center = _person_center(boxes[person], kps[person])
+        zoom = target_height * h_out * u / _person_height(boxes[person], kps[person])
+    else:
+        center = np.array([(w_img - 1) / 2, (h_img - 1) / 2])
+        zoom = min(w_out / w_img, h_out / h_img) * u
+    rot = rng.uniform(-rotation_deg, rotation_deg)
+    shift = rng.uniform(-center_shift, center_shift, 2)
+    flip = bool(rng.random() < flip_prob)
+
+    m = crop_matrix(center, (w_out / zoom, h_out / zoom), rot, out_size, flip)
+    m[:, 2] += shift
+    crop = cv2.warpAffine(image, m, (w_out, h_out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    if ignore is None:
+        ign = np.zeros((h_out, w_out), dtype=bool)
+    else:
+        ign = cv2.warpAffine(
+            np.asarray(ignore, dtype=np.uint8), m, (w_out, h_out), flags=cv2.INTER_NEAREST,
+            borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+        ).astype(bool)  # fmt: skip
+
+    out = transform_keypoints(kps, m)
+    if flip:
+        out = out[:, sch.flip_permutation()]
+    inside = (out[..., 0] >= -0.5) & (out[..., 0] < w_out - 0.5) & (out[..., 1] >= -0.5) & (out[..., 1] < h_out - 0.5)
+    out[~inside, 2] = 0
+    out[out[..., 2] <= 0] = 0
+    if jitter is not None:
+        crop = color_jitter(crop, rng, *jitter)
+    return BottomUpCrop(crop, out, ign, m, flip, person)
