@@ -151,16 +151,22 @@ class OpenPoseMobileNetThin(nn.Module):
         self.stages = nn.ModuleList(_Stage(s) for s in range(1, 7))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pafs, heat = self.stage_outputs(x)[-1]
+        return torch.cat([heat, pafs], dim=1)
+
+    def stage_outputs(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``(pafs (N, 38, h, w), heatmaps (N, 19, h, w))`` of every stage (for intermediate supervision)."""
         x = F.relu(self.conv0(x))
         taps = {}
         for i, block in enumerate(self.blocks, start=1):
             x = block(x)
             taps[i] = x
         features = torch.cat([self.pool(taps[3]), taps[7], taps[11]], dim=1)
-        pafs, heat = self.stages[0](features)
+        outs = [self.stages[0](features)]
         for stage in self.stages[1:]:
-            pafs, heat = stage(torch.cat([pafs, heat, features], dim=1))
-        return torch.cat([heat, pafs], dim=1)
+            pafs, heat = outs[-1]
+            outs.append(stage(torch.cat([pafs, heat, features], dim=1)))
+        return outs
 
     def tf_names(self) -> dict[str, str]:
         """``state_dict`` key -> name of the TensorFlow ``Const`` node holding that weight."""
