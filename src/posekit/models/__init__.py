@@ -53,4 +53,5 @@ def load(name: str, **kwargs: Any) -> Any:
 
 from posekit.models import blazepose as _blazepose  # noqa: E402,F401  (registers presets)
 from posekit.models import openpose as _openpose  # noqa: E402,F401
+from posekit.models import trained as _trained  # noqa: E402,F401
 from posekit.models.torch import presets as _torch_presets  # noqa: E402,F401  (no torch needed to register)
