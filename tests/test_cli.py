@@ -235,12 +235,177 @@ def test_export_writes_an_onnx_file_that_onnxruntime_runs(tmp_path: Path) -> Non
     assert heat_paf.shape == (1, 57, 46, 54)
 
 
+def _offline_env() -> dict[str, str]:
+    """An environment whose HTTP(S) traffic goes to a local port nobody listens on: offline, quickly."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proxy = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("no_proxy", "http_proxy", "https_proxy")}
+    return {**env, "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "http_proxy": proxy, "https_proxy": proxy}
+
+
 def test_checkpoint_presets_explain_what_they_need(tmp_path: Path, dev_set: CocoSet) -> None:
     image = dev_set.images / "000000040083.jpg"
-    r = posekit("predict", image, "--model", "vitpose-b", "--out", tmp_path, "-q")
+    env = {**_offline_env(), "POSEKIT_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([*_COMMAND, "predict", str(image), "--model", "vitpose-b", "--out", str(tmp_path), "-q"],
+                       capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
     assert r.returncode == 2
-    assert "checkpoint" in r.stderr
-    assert "ViTPose" in r.stderr
+    assert "https://download.openmmlab.com/mmpose/v1/" in r.stderr
+    assert "--checkpoint FILE" in r.stderr
+    assert "posekit weights fetch vitpose-b-coco --from FILE" in r.stderr
+    r = posekit("predict", image, "--model", "vitpose-b", "--checkpoint", tmp_path / "x.pth", "--out", tmp_path, "-q")
+    assert r.returncode == 2
+    assert "not a file" in r.stderr
     r = posekit("predict", image, "--checkpoint", tmp_path / "x.pth", "--out", tmp_path, "-q")
     assert r.returncode == 2
     assert "openpose-mobilenet-thin does not take these options" in r.stderr
+
+
+def test_weights_list_shows_unpinned_checkpoints_and_fetch_all_skips_them(tmp_path: Path) -> None:
+    r = posekit("weights", "list")
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line for line in r.stdout.splitlines()}
+    assert "unpinned" in rows["vitpose-b-coco"]
+    assert "unpinned" in rows["sapiens-1b-goliath"]
+    assert " pinned" in rows["openpose-mobilenet-thin"]
+    r = posekit("weights", "fetch", "--help")
+    assert "every pinned file" in " ".join(r.stdout.split())
+
+
+# --- export of the checkpoint presets ---------------------------------------------------------------
+
+
+def _torch_or_skip() -> None:
+    if os.environ.get("CI") != "true":
+        pytest.importorskip("torch")
+        pytest.importorskip("onnxruntime")
+
+
+def _check_export(path: Path, model, input_hw: tuple[int, int], k: int, schema: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    assert meta["posekit.schema"] == schema
+    assert json.loads(meta["posekit.input_size"]) == [input_hw[1], input_hw[0]]
+    assert len(json.loads(meta["posekit.keypoints"])) == k
+    assert {"posekit.mean", "posekit.std", "posekit.codec", "posekit.crop", "posekit.source_sha256"} <= set(meta)
+    (inp,) = session.get_inputs()
+    assert inp.shape[0] == "batch"
+    x = np.random.default_rng(1).standard_normal((3, 3, *input_hw)).astype(np.float32)  # batch 3: dynamic
+    (got,) = session.run(None, {inp.name: x})
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    return meta
+
+
+def test_export_vitpose_s_from_a_checkpoint(tmp_path: Path) -> None:
+    _torch_or_skip()
+    import torch
+
+    from posekit.models.torch.vitpose import ARCHS, VitPose
+
+    torch.manual_seed(0)
+    model = VitPose(ARCHS["s"]).eval()
+    sd = model.state_dict()
+    ckpt = tmp_path / "vitpose_s.pth"
+    torch.save({"state_dict": sd, "meta": {"epoch": 210}}, ckpt)  # posekit's own key names are not a layout:
+    r = posekit("export", "vitpose-s", "--checkpoint", ckpt, "--out", tmp_path / "x.onnx")
+    assert r.returncode == 2  # strict conversion refuses them
+    assert "cannot infer the ViTPose size" in r.stderr
+    mmpose = {("backbone.patch_embed.proj." + k[len("backbone.patch_embed."):]) if k.startswith("backbone.patch_embed.")
+              else k.replace("backbone.norm.", "backbone.last_norm.").replace("head.deconv1.", "keypoint_head.deconv_layers.0.")
+              .replace("head.bn1.", "keypoint_head.deconv_layers.1.").replace("head.deconv2.", "keypoint_head.deconv_layers.3.")
+              .replace("head.bn2.", "keypoint_head.deconv_layers.4.").replace("head.final.", "keypoint_head.final_layer."): v
+              for k, v in sd.items()}  # fmt: skip
+    torch.save({"state_dict": mmpose, "meta": {"epoch": 210}}, ckpt)
+    out = tmp_path / "onnx" / "vitpose-s.onnx"
+    r = posekit("export", "vitpose-s", "--checkpoint", ckpt, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in out.parent.iterdir()] == ["vitpose-s.onnx"]
+    meta = _check_export(out, model, (256, 192), 17, "coco17")
+    assert meta["posekit.model"] == "vitpose-s"
+    assert json.loads(meta["posekit.heatmap_size"]) == [48, 64]
+    assert "sigma 2" in meta["posekit.codec"]
+
+
+def test_export_fastpose_r50_from_a_checkpoint(tmp_path: Path) -> None:
+    _torch_or_skip()
+    import torch
+
+    from posekit.models.torch.fastpose import FASTPOSE_RES50_COCO, FastPose
+
+    torch.manual_seed(0)
+    model = FastPose(FASTPOSE_RES50_COCO).eval()
+    ckpt = tmp_path / "fast_res50_256x192.pth"
+    torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, ckpt)
+    out = tmp_path / "fastpose.onnx"
+    r = posekit("export", "fastpose-r50", "--checkpoint", ckpt, "--out", out)
+    assert r.returncode == 0, r.stderr
+    meta = _check_export(out, model, (256, 192), 17, "coco17")
+    assert meta["posekit.decode"] == "heatmap"
+    assert "W / bw" in meta["posekit.crop"]  # AlphaPose's standard (not UDP) crop alignment
+
+
+@pytest.mark.parametrize(
+    ("name", "k", "schema"), [("sapiens-0.3b", 17, "coco17"), ("sapiens-0.3b-308", 308, "sapiens308")]
+)
+def test_export_sapiens_through_the_cli_entry_point(
+    name: str, k: int, schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real command's entry point in this process, so that the size table can shrink Sapiens-0.3B
+    to a network a test can afford (the layout, 1024x768 input and head stay the real ones)."""
+    _torch_or_skip()
+    import dataclasses
+    import re
+
+    import torch
+
+    from posekit.cli import main
+    from posekit.models.torch import sapiens
+
+    tiny = sapiens.SapiensConfig(embed_dim=32, depth=1, num_heads=2, head_channels=8, num_keypoints=k)
+    monkeypatch.setitem(sapiens.ARCHS, "0.3b", dataclasses.replace(tiny, num_keypoints=308))
+    torch.manual_seed(0)
+    model = sapiens.SapiensPose(tiny).eval()
+    names = [
+        (r"backbone\.patch_embed\.(.*)", r"backbone.patch_embed.projection.\1"),
+        (r"backbone\.blocks\.(\d+)\.norm(\d)\.(.*)", r"backbone.layers.\1.ln\2.\3"),
+        (r"backbone\.blocks\.(\d+)\.attn\.(.*)", r"backbone.layers.\1.attn.\2"),
+        (r"backbone\.blocks\.(\d+)\.mlp\.fc1\.(.*)", r"backbone.layers.\1.ffn.layers.0.0.\2"),
+        (r"backbone\.blocks\.(\d+)\.mlp\.fc2\.(.*)", r"backbone.layers.\1.ffn.layers.1.\2"),
+        (r"backbone\.norm\.(.*)", r"backbone.ln1.\1"),
+        (r"head\.final\.(.*)", r"head.final_layer.\1"),
+    ]
+    sd = {}
+    for key, val in model.state_dict().items():
+        m = re.fullmatch(r"head\.(deconv|conv)s\.(\d+)\.(.*)", key)
+        if m:
+            key = f"head.{m.group(1)}_layers.{3 * int(m.group(2))}.{m.group(3)}"
+        for rx, tpl in names:
+            key = re.sub(rf"\A{rx}\Z", tpl, key)
+        sd[key] = val
+    ckpt = tmp_path / "sapiens.pth"
+    torch.save({"state_dict": sd, "meta": {}}, ckpt)
+    out = tmp_path / f"{name}.onnx"
+    assert main(["export", name, "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    meta = _check_export(out, model, (1024, 768), k, schema)
+    assert json.loads(meta["posekit.heatmap_size"]) == [192, 256]
+    assert "sigma 6" in meta["posekit.codec"]
+    assert meta["posekit.source_sha256"] == __import__("hashlib").sha256(ckpt.read_bytes()).hexdigest()
+
+
+def test_export_names_the_exportable_models(tmp_path: Path) -> None:
+    r = posekit("export", "blazepose", "--out", tmp_path / "x.onnx")
+    assert r.returncode == 2
+    assert "expected one of" in r.stderr
+    assert "vitpose-b" in r.stderr
+    assert "sapiens-1b-308" in r.stderr
+    assert not list(tmp_path.iterdir())

