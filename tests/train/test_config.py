@@ -49,3 +49,9 @@ def test_errors_name_the_problem(tmp_path: Path):
     bad.write_text("steps = = 3\n")
     with pytest.raises(ValueError, match="not valid TOML"):
         load_config(bad)
+
+
+def test_fastpose_input_must_fit_its_stride():
+    with pytest.raises(ValueError, match="multiples of 32"):
+        config_from_dict({"model": {"kind": "fastpose", "input_size": [48, 64]}})
+    assert config_from_dict({"model": {"kind": "fastpose", "input_size": [192, 256]}}).model.kind == "fastpose"

@@ -130,3 +130,28 @@ def test_bottom_up_plain_samples(mini: CocoKeypoints):
     assert item["target"][:18].max() > 0.9  # someone's part peak
     with pytest.raises(ValueError, match="multiples of the stride"):
         BottomUpTrainSet(mini, input_size=(370, 368))
+
+
+def test_fastpose_targets_use_alphaposes_stride_frame(mini: CocoKeypoints):
+    from posekit.codecs.integral import decode as integral_decode
+    from posekit.codecs.udp import decode as udp_decode
+    from posekit.train.data import IntegralTargets, StrideHeatmapTargets
+
+    kps = np.array([[13.0, 21.0, 2], [60.0, 50.0, 1], [40.0, 200.0, 2], [5.0, 7.0, 0]])  # the third is off the map
+    heat = StrideHeatmapTargets((96, 128), stride=4, sigma=2.0)(kps)
+    assert heat["heatmaps"].shape == (4, 32, 24)
+    np.testing.assert_array_equal(heat["weights"], [1, 1, 0, 0])
+    # the estimator's heatmap decoding: argmax refinement on the map's own grid, then x stride
+    xy, _ = udp_decode(heat["heatmaps"][None, :2], (24, 32), blur_kernel_size=11)
+    np.testing.assert_allclose(xy[0] * 4, kps[:2, :2], atol=0.3)
+    reg = IntegralTargets((96, 128), stride=4)(kps)
+    np.testing.assert_allclose(reg["xy"][:2], kps[:2, :2] / 4)
+    np.testing.assert_array_equal(reg["weights"], [1, 1, 0, 0])
+    # a peaked map decodes (soft-argmax) to the regression target
+    logits = np.full((1, 1, 32, 24), -30.0)
+    logits[0, 0, 5, 2] = 30.0
+    assert np.allclose(integral_decode(logits)[0][0, 0], [2.0, 5.0], atol=1e-3)
+    ds = TopDownTrainSet(mini, IntegralTargets((96, 128)), augment=False)
+    item = ds[0]
+    assert set(item) == {"image", "xy", "weights"}
+    assert item["xy"].shape == (17, 2)

@@ -20,6 +20,7 @@ else:
 from posekit.cli import main as cli_main
 from posekit.train.build import load_model_file, model_pipeline
 from posekit.train.config import TrainConfig, config_from_dict
+from posekit.train.losses import heatmap_distillation, weighted_mse
 from posekit.train.trainer import CheckpointExistsError, Trainer
 
 TINY_MODEL = {"embed_dim": 32, "depth": 2, "num_heads": 2, "input_size": [48, 64], "decoder": "simple",
@@ -181,3 +182,53 @@ def test_two_process_torchrun_equals_one_process(data_dir: Path, tmp_path: Path)
     la = np.genfromtxt(tmp_path / "ddp" / "metrics.csv", delimiter=",", names=True)["loss"]
     lb = np.genfromtxt(tmp_path / "one" / "metrics.csv", delimiter=",", names=True)["loss"]
     np.testing.assert_allclose(la, lb, rtol=1e-4)
+
+
+def test_knowledge_distillation_from_a_teacher_model_file(data_dir: Path, tmp_path: Path):
+    Trainer(_cfg(data_dir, tmp_path / "teacher", steps=2), progress=False).fit()
+    teacher_file = tmp_path / "teacher" / "model.pt"
+    plain = Trainer(_cfg(data_dir, tmp_path / "plain", steps=1), progress=False)
+    student = Trainer(_cfg(data_dir, tmp_path / "student", steps=1, teacher=str(teacher_file), distill_weight=2.0),
+                      progress=False)  # fmt: skip
+    batch = next(student._batches(0, 1))
+    with torch.no_grad():
+        pred = student.model(batch["image"])
+        expected = weighted_mse(pred, batch["heatmaps"], batch["weights"]) + 2.0 * heatmap_distillation(
+            pred,
+            student.teacher(batch["image"]),  # type: ignore[misc]
+        )
+        assert float(student.loss(batch)) == pytest.approx(float(expected), rel=1e-6)
+        assert float(plain.loss(batch)) == pytest.approx(
+            float(weighted_mse(pred, batch["heatmaps"], batch["weights"])), rel=1e-6
+        )
+    student.fit()
+    assert all(not p.requires_grad for p in student.teacher.parameters())  # type: ignore[union-attr]
+    other = _cfg(data_dir, tmp_path / "bad", steps=1, teacher=str(teacher_file), model={"input_size": [64, 96]})
+    with pytest.raises(ValueError, match="they must match"):
+        Trainer(other, progress=False)
+
+
+@pytest.mark.parametrize("head", ["integral", "heatmap"])
+def test_fastpose_trains_with_both_heads(data_dir: Path, tmp_path: Path, head: str):
+    """AlphaPose's FastPose: symmetric integral regression (L1 with the amplitude symmetric gradient) or heatmaps."""
+    cfg = _cfg(data_dir, tmp_path / "run", steps=12, batch_size=4, data={"augment": False},
+               model={"kind": "fastpose", "head": head, "input_size": [64, 96], "conv_dim": 32},
+               optim={"lr": 1e-3, "warmup_steps": 0, "schedule": "constant"})  # fmt: skip
+    trainer = Trainer(cfg, progress=False)
+    batch = next(trainer._batches(0, 1))
+    assert ("xy" in batch) == (head == "integral")
+    with torch.no_grad():
+        trainer.model.train()
+        before = float(trainer.loss(batch))
+    trainer.fit()
+    trainer.model.train()
+    with torch.no_grad():
+        after = float(trainer.loss(batch))
+    assert after < 0.8 * before
+    model, mcfg = load_model_file(tmp_path / "run" / "model.pt")
+    assert mcfg.kind == "fastpose"
+    assert mcfg.head == head
+    pipe = model_pipeline(model, mcfg)
+    assert pipe.estimator.decode == head
+    img = np.zeros((120, 100, 3), np.uint8)
+    assert len(pipe(img, np.array([[10, 10, 60, 110]]))) == 1

@@ -12,13 +12,13 @@ from posekit.models import register_model
     "trained",
     family="top-down / bottom-up",
     description="a network trained with `posekit train` (checkpoint= OUT/model.pt; needs PyTorch); ViTPose "
-    "runs on BlazePose person boxes, OpenPose networks bottom-up",
+    "and FastPose run on BlazePose person boxes, OpenPose networks bottom-up",
     weights=(),
     schema="coco17",
     license="that of your data and initial weights",
 )
 def _build(*, checkpoint: str | Path | None = None, flip_test: bool = True, **kwargs: Any) -> Any:
-    """``checkpoint`` (required): a ``model.pt`` or ``last.pt`` from ``posekit train``. ViTPose: ``flip_test``,
+    """``checkpoint`` (required): a ``model.pt`` or ``last.pt`` from ``posekit train``. ViTPose / FastPose: ``flip_test``,
     ``threads`` / ``progress`` / ``DetectorParams`` fields for the detector; OpenPose networks: ``input_size``,
     ``scales``, ``peaks``, ``paf`` as for the bottom-up presets."""
     if checkpoint is None:
@@ -31,7 +31,7 @@ def _build(*, checkpoint: str | Path | None = None, flip_test: bool = True, **kw
     from posekit.train.build import load_model_file, model_pipeline
 
     model, cfg = load_model_file(checkpoint)
-    if cfg.kind == "vitpose":
+    if cfg.kind in ("vitpose", "fastpose"):
         from posekit.models.torch.presets import _detector
 
         return model_pipeline(model, cfg, detector=_detector(kwargs), flip_test=flip_test, **kwargs)

@@ -44,6 +44,15 @@ def build_model(cfg: ModelConfig, *, progress: bool = True) -> nn.Module:
         if cfg.init == "pretrained":
             raise ValueError("model.init='pretrained' is only available for openpose-mobilenet-thin; "
                              "give a posekit model file path instead")  # fmt: skip
+    elif cfg.kind == "fastpose":
+        from posekit.models.torch.fastpose import FastPose, FastPoseConfig
+
+        if cfg.init == "pretrained":
+            raise ValueError("model.init='pretrained' is only available for openpose-mobilenet-thin; "
+                             "give a posekit model file path instead")  # fmt: skip
+        w, h = cfg.input_size
+        model = FastPose(FastPoseConfig(depth=cfg.resnet_depth, num_keypoints=get_schema(cfg.schema).num_keypoints,
+                                        head=cfg.head, conv_dim=cfg.conv_dim, input_size=(h, w)))  # fmt: skip
     elif cfg.kind == "openpose-mobilenet-thin":
         from posekit.models.torch.openpose_mobilenet import OpenPoseMobileNetThin
 
@@ -103,7 +112,7 @@ def load_model_file(path: str | Path) -> tuple[nn.Module, ModelConfig]:
 
 def model_pipeline(model: nn.Module, cfg: ModelConfig, *, detector: Any = None, flip_test: bool = True,
                    input_size: int = 432, **kwargs: Any) -> Any:  # fmt: skip
-    """A ready pipeline around ``model``: ``TopDown`` (ViTPose; ``detector`` may be ``None`` when
+    """A ready pipeline around ``model``: ``TopDown`` (ViTPose, FastPose; ``detector`` may be ``None`` when
     boxes are always given) or ``BottomUp`` (OpenPose networks, ``input_size`` = input height)."""
     from posekit.pipeline import BottomUp, TopDown
 
@@ -113,6 +122,12 @@ def model_pipeline(model: nn.Module, cfg: ModelConfig, *, detector: Any = None, 
         spec = model.spec  # type: ignore[attr-defined]
         est = TorchHeatmapEstimator(model, input_size=spec.input_size, decode="udp", mean=spec.mean, std=spec.std,
                                     schema=spec.schema, flip_test=flip_test)  # fmt: skip
+        return TopDown(detector, est, **kwargs)
+    if cfg.kind == "fastpose":
+        from posekit.models.torch.estimator import ALPHAPOSE_MEAN, ALPHAPOSE_STD, TorchHeatmapEstimator
+
+        est = TorchHeatmapEstimator(model, input_size=cfg.input_size, decode=cfg.head, mean=ALPHAPOSE_MEAN,
+                                    std=ALPHAPOSE_STD, schema=cfg.schema, flip_test=flip_test)  # fmt: skip
         return TopDown(detector, est, **kwargs)
     from posekit.models.openpose import MOBILENET_THIN, OpenPoseNet
     from posekit.runtimes.torch import TorchModule

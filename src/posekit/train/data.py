@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from posekit.codecs.heatmap import render_gaussians
 from posekit.codecs.paf import encode_heatmaps, encode_pafs
 from posekit.codecs.udp import UDPHeatmap
 from posekit.models.openpose import MOBILENET_THIN, OpenPoseSpec
@@ -26,7 +27,15 @@ from posekit.schemas import convert_keypoints, get_schema
 from posekit.train.augment import random_top_down
 from posekit.train.datasets import CocoKeypoints
 
-__all__ = ["BottomUpTrainSet", "EpochSampler", "TopDownTrainSet", "collate"]
+__all__ = [
+    "BottomUpTrainSet",
+    "EpochSampler",
+    "IntegralTargets",
+    "StrideHeatmapTargets",
+    "TopDownTrainSet",
+    "UdpTargets",
+    "collate",
+]
 
 Key = tuple[int, int]
 
@@ -95,15 +104,63 @@ def _normalise(image: NDArray[np.uint8], mean: Sequence[float], std: Sequence[fl
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
 
+class UdpTargets:
+    """ViTPose's targets: UDP Gaussian heatmaps ``heatmaps (K, h, w)`` and ``weights (K,)``."""
+
+    def __init__(self, codec: UDPHeatmap) -> None:
+        self.codec, self.input_size = codec, codec.input_size
+
+    def __call__(self, keypoints: NDArray[np.float64]) -> dict[str, NDArray[np.float32]]:
+        heat, weight = self.codec.encode(keypoints[:, :2], keypoints[:, 2])
+        return {"heatmaps": heat, "weights": weight}
+
+
+def _on_grid(xy: NDArray[np.float64], vis: NDArray[np.float64], w: int, h: int) -> NDArray[np.float32]:
+    inside = (xy[:, 0] >= -0.5) & (xy[:, 0] <= w - 0.5) & (xy[:, 1] >= -0.5) & (xy[:, 1] <= h - 0.5)
+    return ((vis > 0) & inside & np.isfinite(xy).all(axis=1)).astype(np.float32)
+
+
+class StrideHeatmapTargets:
+    """AlphaPose's heatmap targets: a Gaussian (``sigma`` map pixels) at input pixel / stride, the frame
+    :class:`~posekit.models.torch.estimator.TorchHeatmapEstimator` decodes (input = stride x map)."""
+
+    def __init__(self, input_size: tuple[int, int], stride: int = 4, sigma: float = 2.0) -> None:
+        self.input_size, self.stride, self.sigma = input_size, stride, sigma
+        self.map_size = (input_size[0] // stride, input_size[1] // stride)
+
+    def __call__(self, keypoints: NDArray[np.float64]) -> dict[str, NDArray[np.float32]]:
+        xy = keypoints[:, :2] / self.stride
+        weight = _on_grid(xy, keypoints[:, 2], *self.map_size)
+        heat = render_gaussians(np.where(np.isfinite(xy), xy, 0.0)[None], weight[None] > 0, self.map_size, self.sigma)
+        return {"heatmaps": heat, "weights": weight}
+
+
+class IntegralTargets:
+    """Symmetric integral regression targets: ``xy (K, 2)`` in heatmap pixels (input pixel / stride,
+    AlphaPose's convention, see :mod:`posekit.codecs.integral`) and ``weights (K,)``, 0 for unlabelled
+    keypoints and those outside the map."""
+
+    def __init__(self, input_size: tuple[int, int], stride: int = 4) -> None:
+        self.input_size, self.stride = input_size, stride
+        self.map_size = (input_size[0] // stride, input_size[1] // stride)
+
+    def __call__(self, keypoints: NDArray[np.float64]) -> dict[str, NDArray[np.float32]]:
+        xy = keypoints[:, :2] / self.stride
+        weight = _on_grid(xy, keypoints[:, 2], *self.map_size)
+        return {"xy": np.where(weight[:, None] > 0, xy, 0.0).astype(np.float32), "weights": weight}
+
+
 class TopDownTrainSet(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
-    """Person crops with UDP heatmap targets: items ``image (3, H, W)``, ``heatmaps (K, h, w)``,
-    ``weights (K,)``. ``augment=False`` gives the plain padded box crop (for evaluation-like
-    samples and tests); ``box_noise`` (a :mod:`posekit.train.boxnoise` sampler) perturbs boxes."""
+    """Person crops with their targets: items ``image (3, H, W)`` and what ``targets`` makes of the
+    crop's keypoints (:class:`UdpTargets` — a bare ``UDPHeatmap`` codec means that —,
+    :class:`StrideHeatmapTargets`, :class:`IntegralTargets`). ``augment=False`` gives the plain
+    padded box crop (for evaluation-like samples and tests); ``box_noise`` (a
+    :mod:`posekit.train.boxnoise` sampler) perturbs boxes."""
 
     def __init__(
         self,
         coco: CocoKeypoints,
-        codec: UDPHeatmap,
+        targets: UDPHeatmap | UdpTargets | StrideHeatmapTargets | IntegralTargets,
         *,
         mean: Sequence[float] = (0.485, 0.456, 0.406),
         std: Sequence[float] = (0.229, 0.224, 0.225),
@@ -111,7 +168,8 @@ class TopDownTrainSet(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         box_noise: Any = None,
         seed: int = 0,
     ) -> None:
-        self.coco, self.codec = coco, codec
+        self.coco = coco
+        self.targets = UdpTargets(targets) if isinstance(targets, UDPHeatmap) else targets
         self.samples = coco.top_down_samples()
         if not self.samples:
             raise ValueError("no labelled, non-crowd person in the training set")
@@ -126,18 +184,14 @@ class TopDownTrainSet(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         index, epoch = (key, 0) if isinstance(key, int) else key
         s = self.samples[index]
         rng = np.random.default_rng([self.seed, epoch, index])
-        kw: dict[str, Any] = {"schema": self.coco.schema, "out_size": self.codec.input_size}
+        kw: dict[str, Any] = {"schema": self.coco.schema, "out_size": self.targets.input_size}
         if not self.augment:
             kw.update(scale_range=(1.0, 1.0), rotation_prob=0.0, flip_prob=0.0, half_body_prob=0.0, jitter=None)
         elif self.box_noise is not None:
             kw["box_noise"] = self.box_noise
         crop = random_top_down(s, rng, image=self._images(s.image_path), **kw)
-        heat, weight = self.codec.encode(crop.keypoints[:, :2], crop.keypoints[:, 2])
-        return {
-            "image": _normalise(crop.image, self.mean, self.std),
-            "heatmaps": torch.from_numpy(heat),
-            "weights": torch.from_numpy(weight),
-        }
+        item = {k: torch.from_numpy(v) for k, v in self.targets(crop.keypoints).items()}
+        return {"image": _normalise(crop.image, self.mean, self.std), **item}
 
 
 def openpose_targets(

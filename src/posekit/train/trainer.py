@@ -38,9 +38,16 @@ from torch import nn
 
 from posekit.train.build import build_model, model_pipeline, save_model_file
 from posekit.train.config import TrainConfig, config_from_dict
-from posekit.train.data import BottomUpTrainSet, EpochSampler, TopDownTrainSet, collate
+from posekit.train.data import (
+    BottomUpTrainSet,
+    EpochSampler,
+    IntegralTargets,
+    StrideHeatmapTargets,
+    TopDownTrainSet,
+    collate,
+)
 from posekit.train.datasets import CocoKeypoints
-from posekit.train.losses import masked_l2_stages, weighted_mse
+from posekit.train.losses import heatmap_distillation, integral_l1, masked_l2_stages, weighted_mse
 from posekit.train.optim import lr_factor, make_optimizer, set_lr
 
 __all__ = ["CheckpointExistsError", "TrainResult", "Trainer"]
@@ -148,16 +155,30 @@ class Trainer:
         self.model = build_model(cfg.model, progress=progress and self.dist.main).to(self.device)
         self.model.train()
         # what the loss runs: the network itself, or (bottom-up) all its stages for intermediate supervision
-        self.net: nn.Module = self.model if cfg.task == "topdown" else _Stages(self.model)
+        # (FastPose: its raw maps, whichever head decodes them at inference)
+        self.net: nn.Module = {"vitpose": self.model, "fastpose": _Call(self.model, "forward_maps")}.get(
+            cfg.model.kind, _Call(self.model, "stage_outputs")
+        )
         if self.dist.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
 
         coco = CocoKeypoints(cfg.data.train, _image_dir(cfg.data.train, cfg.data.train_images), schema=cfg.model.schema)
         self.dataset: torch.utils.data.Dataset[dict[str, torch.Tensor]]
-        if cfg.task == "topdown":
+        if cfg.model.kind == "vitpose":
             spec = self.model.spec  # type: ignore[attr-defined]
             self.dataset = TopDownTrainSet(coco, spec.codec, mean=spec.mean, std=spec.std, augment=cfg.data.augment,
+                                           box_noise=_box_noise(cfg.data.box_noise), seed=cfg.seed)  # fmt: skip
+        elif cfg.model.kind == "fastpose":
+            from posekit.models.torch.estimator import ALPHAPOSE_MEAN, ALPHAPOSE_STD
+
+            size = cfg.model.input_size
+            targets = (
+                IntegralTargets(size)
+                if cfg.model.head == "integral"
+                else StrideHeatmapTargets(size, sigma=cfg.model.sigma)
+            )
+            self.dataset = TopDownTrainSet(coco, targets, mean=ALPHAPOSE_MEAN, std=ALPHAPOSE_STD, augment=cfg.data.augment,
                                            box_noise=_box_noise(cfg.data.box_noise), seed=cfg.seed)  # fmt: skip
         else:
             self.dataset = BottomUpTrainSet(
@@ -165,6 +186,9 @@ class Trainer:
             )
         self.sampler = EpochSampler(len(self.dataset), cfg.batch_size, seed=cfg.seed,  # type: ignore[arg-type]
                                     rank=self.dist.rank, world=self.dist.world)  # fmt: skip
+        self.teacher: nn.Module | None = None
+        if cfg.teacher:
+            self.teacher = _load_teacher(cfg.teacher, self.model).to(self.device)
         o = cfg.optim
         self.optimizer = make_optimizer(self.model, lr=o.lr, weight_decay=o.weight_decay, betas=o.betas,
                                         layer_decay=o.layer_decay)  # fmt: skip
@@ -233,9 +257,17 @@ class Trainer:
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The task's loss of one (local) batch."""
         with self._autocast():
+            if "xy" in batch:  # symmetric integral regression
+                maps = self.net(batch["image"]).float()
+                return integral_l1(maps, batch["xy"], batch["weights"], asg=self.cfg.model.asg) / maps.shape[1]
             if self.cfg.task == "topdown":
-                pred = self.net(batch["image"])
-                return weighted_mse(pred.float(), batch["heatmaps"], batch["weights"])
+                pred = self.net(batch["image"]).float()
+                loss = weighted_mse(pred, batch["heatmaps"], batch["weights"])
+                if self.teacher is not None:
+                    with torch.no_grad():
+                        teacher = self.teacher(batch["image"]).float()
+                    loss = loss + self.cfg.distill_weight * heatmap_distillation(pred, teacher)
+                return loss
             stages = self.net(batch["image"])
             tgt, mask = batch["target"], batch["mask"]
             k = self.model.spec.paf_offset  # type: ignore[attr-defined]
@@ -374,15 +406,33 @@ class Trainer:
         return TrainResult(self.out, self.step, loss, evaluations)
 
 
-class _Stages(nn.Module):
-    """Runs an OpenPose network's ``stage_outputs`` as ``forward`` (so DDP sees the whole graph)."""
+class _Call(nn.Module):
+    """Runs another method of a network as ``forward`` (stage outputs, raw maps), so DDP sees that graph."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, method: str) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.method = model, method
 
-    def forward(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return self.model.stage_outputs(x)  # type: ignore[operator,no-any-return]
+    def forward(self, x: torch.Tensor) -> Any:
+        return getattr(self.model, self.method)(x)
+
+
+def _load_teacher(path: str, student: nn.Module) -> nn.Module:
+    """A frozen teacher from a posekit model file, checked to fit the student's input and heatmaps."""
+    from posekit.train.build import load_model_file
+
+    teacher, _ = load_model_file(path)
+    ts, ss = getattr(teacher, "spec", None), getattr(student, "spec", None)
+    if ts is None or ss is None:
+        raise ValueError(f"teacher {path} and the student must both be top-down heatmap models")
+    if (ts.input_size, ts.heatmap_size, ts.schema.num_keypoints, ts.mean, ts.std) != (
+        ss.input_size, ss.heatmap_size, ss.schema.num_keypoints, ss.mean, ss.std):  # fmt: skip
+        raise ValueError(f"teacher {path} takes {ts.input_size} inputs and gives {ts.schema.num_keypoints} "
+                         f"{ts.heatmap_size} heatmaps; the student {ss.input_size} and "
+                         f"{ss.schema.num_keypoints} {ss.heatmap_size}: they must match")  # fmt: skip
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher.eval()
 
 
 def _box_noise(spec: str | None) -> Any:
