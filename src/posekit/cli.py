@@ -79,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--model", default=None, help="run this model preset on the ground truth's images instead of reading RESULTS"
     )
+    ev.add_argument("--checkpoint", type=Path, default=None,
+                    help="local checkpoint for --model presets: trained (required), vitpose-*, fastpose-r50, sapiens-* (default: their registered weights)")  # fmt: skip
+    ev.add_argument("--gt-boxes", action="store_true",
+                    help="top-down --model: estimate on the ground-truth person boxes instead of detecting")  # fmt: skip
     ev.add_argument(
         "--image-dir", type=Path, default=None, help="folder of the ground truth's images (default: GT's folder/images)"
     )
@@ -162,6 +166,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="local checkpoint of a checkpoint preset (default: its registered weights)")  # fmt: skip
     ex.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
 
+    from posekit.train.command import add_parser as _add_train_parser
+
+    _add_train_parser(sub)
     sub.add_parser("models", help="list model presets", description="List the model presets.")
 
     w = sub.add_parser(
@@ -229,6 +236,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _track(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "train":
+            from posekit.train.command import run as _train
+
+            return _train(args)
         return _weights(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -440,19 +451,13 @@ def _read_results(args: argparse.Namespace, gt: dict[str, Any]) -> tuple[list[di
 
 
 def _run_on_ground_truth(args: argparse.Namespace, gt: dict[str, Any]) -> list[dict[str, Any]]:
-    from tqdm.auto import tqdm
+    from posekit.eval.predict import run_on_ground_truth
 
-    from posekit.io import read_image
-
-    image_dir = args.image_dir or args.gt.parent / "images"
     model = _load_model(args, progress=not args.quiet)
-    results: list[dict[str, Any]] = []
-    for im in tqdm(gt["images"], desc=f"eval {args.model}", unit="img", disable=args.quiet):
-        path = image_dir / im["file_name"]
-        if not path.exists():  # some layouts keep images beside the JSON
-            path = args.gt.parent / im["file_name"]
-        results.extend(model(read_image(path)).with_schema("coco17").to_coco(im["id"]))
-    return results
+    if args.gt_boxes and not hasattr(model, "estimator"):
+        raise ValueError(f"--gt-boxes needs a top-down model; {args.model} is bottom-up (it finds people itself)")
+    return run_on_ground_truth(model, gt, args.image_dir or args.gt.parent / "images", gt_path=args.gt,
+                               gt_boxes=args.gt_boxes, progress=not args.quiet, desc=f"eval {args.model}")  # fmt: skip
 
 
 def _track(args: argparse.Namespace) -> int:
