@@ -53,6 +53,12 @@ def _openpose_vgg() -> nn.Module:
     return OpenPoseVGG19(stages=2)
 
 
+def _openpose_vgg_2019() -> nn.Module:
+    from posekit.models.torch.openpose_vgg import OpenPoseVGG19
+
+    return OpenPoseVGG19(order="2019", paf_stages=2, cm_stages=2)  # PAF stages, then confidence-map stages
+
+
 def _vitpose_s() -> nn.Module:
     from posekit.models.torch.vitpose import build_vitpose
 
@@ -76,6 +82,7 @@ def _sapiens_tiny() -> nn.Module:
 ARCHS: dict[str, Arch] = {
     "openpose-mobilenet-thin": Arch("openpose_mobilenet", _mobilenet_thin, (64, 48), (57, 8, 6)),
     "openpose-vgg19": Arch("openpose_vgg", _openpose_vgg, (64, 48), (57, 8, 6)),
+    "openpose-vgg19-2019": Arch("openpose_vgg", _openpose_vgg_2019, (64, 48), (57, 8, 6)),
     "vitpose-s": Arch("vitpose", _vitpose_s, (64, 48), (17, 16, 12)),
     "fastpose-r50": Arch("fastpose", _fastpose_r50, (96, 64), (17, 24, 16)),
     "sapiens-tiny": Arch("sapiens", _sapiens_tiny, (64, 48), (17, 16, 12)),

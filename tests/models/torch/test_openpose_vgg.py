@@ -229,3 +229,52 @@ def test_onnx_export_dynamic_size_feeds_openpose_net(tmp_path: Path) -> None:
     neck_rhip = OPENPOSE_18.skeleton.index((1, 8))
     np.testing.assert_allclose(pafs[neck_rhip, ..., 0], raw[19], atol=1e-4, rtol=0)
     np.testing.assert_allclose(pafs[neck_rhip, ..., 1], raw[20], atol=1e-4, rtol=0)
+
+
+# --- the 2019 order: PAF stages, then confidence-map stages -------------------------------------------
+
+
+def test_2019_order_runs_paf_stages_then_confidence_map_stages() -> None:
+    torch.manual_seed(0)
+    net = OpenPoseVGG19(order="2019", paf_stages=3, cm_stages=2).eval()
+    assert not hasattr(net, "stages")
+    x = torch.randn(2, 3, 64, 48)
+    with torch.no_grad():
+        outs = net.stage_outputs(x)
+        y = net(x)
+    kinds = [("paf" if p is not None else "cm") for p, _ in outs]
+    assert kinds == ["paf", "paf", "paf", "cm", "cm"]
+    for p, h in outs:
+        assert (p is None) != (h is None)
+        assert (p if p is not None else h).shape == (2, 38 if p is not None else 19, 8, 6)
+    assert y.shape == (2, 57, 8, 6)
+    torch.testing.assert_close(y[:, :19], outs[-1][1])  # heatmaps of the last confidence-map stage
+    torch.testing.assert_close(y[:, 19:], outs[2][0])  # PAFs of the last PAF stage
+    # what each stage reads: F (128); F + PAFs; F + PAFs; then F + PAFs; F + heatmaps + PAFs
+    first_conv = [s.blocks[0].convs[0].in_channels for s in (*net.paf_stages, *net.cm_stages)]
+    assert first_conv == [128, 128 + 38, 128 + 38, 128 + 38, 128 + 19 + 38]
+    # blocks of three 3x3 convolutions whose outputs are concatenated; widths 96 in each kind's first stage
+    stage = net.paf_stages[0]
+    assert [c.kernel_size for c in stage.blocks[0].convs] == [(3, 3)] * 3
+    assert stage.blocks[1].convs[0].in_channels == 3 * 96
+    assert (stage.hidden.out_channels, net.paf_stages[1].hidden.out_channels) == (256, 512)
+    assert net.cm_stages[1].blocks[0].convs[0].out_channels == 128
+    assert len(stage.blocks) == 5
+    prelus = [m for m in net.trunk if isinstance(m, torch.nn.PReLU)]
+    assert len(prelus) == 3  # after conv4_2, conv4_3_CPM, conv4_4_CPM
+
+
+def test_2019_order_options_are_checked_and_the_2017_loader_refuses_it() -> None:
+    with pytest.raises(ValueError, match=r"order must be one of \['2017', '2019'\]"):
+        OpenPoseVGG19(order="2018")
+    with pytest.raises(ValueError, match="paf_stages and cm_stages must be >= 1"):
+        OpenPoseVGG19(order="2019", cm_stages=0)
+    net = OpenPoseVGG19(order="2019", paf_stages=1, cm_stages=1)
+    with pytest.raises(ValueError, match="only the 2017 order"):
+        load_cmu_state_dict(net, {})
+
+
+def test_2019_default_is_body_25s_stage_count() -> None:
+    with torch.device("meta"):
+        net = OpenPoseVGG19(order="2019")
+    assert (len(net.paf_stages), len(net.cm_stages)) == (4, 2)

@@ -303,7 +303,7 @@ def test_export_keeps_large_weights_in_one_external_data_file(tiny_sizes: None, 
     pytest.importorskip("onnxruntime")
     from posekit.models.torch.export import export_network
 
-    path, model = _tiny_sapiens_file(tmp_path, 17)
+    path, _ = _tiny_sapiens_file(tmp_path, 17)
     net = load_network("sapiens-0.3b", path)
     out = tmp_path / "out" / "sapiens.onnx"
     export_network("sapiens-0.3b", net, out, protobuf_limit=0)  # verifies against PyTorch itself

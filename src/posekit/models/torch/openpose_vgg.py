@@ -17,9 +17,26 @@ Input is NCHW BGR float ``uint8 / 256 - 0.5`` (what :class:`posekit.models.openp
 produces from :data:`VGG19_COCO`). Max pools use floor rounding (PyTorch's default); Caffe rounds
 up, so the two agree only when H and W are multiples of 8 (which ``size_multiple`` asks for).
 
-Only the 2017 COCO layout is built. The 2019 layout (Cao et al., TPAMI 2019; ``BODY_25``: PAF
-stages first, then confidence-map stages, with blocks of three densely connected 3x3 convolutions)
-is not: its layer sizes are not reproduced here.
+``order="2019"`` builds the later design instead (Cao et al., "OpenPose: realtime multi-person 2D
+pose estimation using part affinity fields", TPAMI 2019): ``paf_stages`` PAF-only stages first,
+then ``cm_stages`` confidence-map-only stages, each stage made of five blocks of three consecutive
+3x3 convolutions whose three outputs are concatenated (the paper's replacement of each 7x7
+convolution), then two 1x1 convolutions:
+
+* PAF stage 1 reads ``F``; PAF stage t > 1 reads ``concat(F, L^{t-1})``;
+* the first confidence-map stage reads ``concat(F, L^{Tp})``; later ones ``concat(F, S^{t-1},
+  L^{Tp})``;
+* widths as in CMU's released ``BODY_25`` deploy file (the paper does not list them): 96 channels
+  per 3x3 convolution and a 256-channel 1x1 in the first stage of each kind, 128 and 512 in the
+  others; PReLU after every convolution but each stage's last, and after ``conv4_2``,
+  ``conv4_3_CPM`` and ``conv4_4_CPM`` in the front end (ReLU in the rest of VGG);
+* defaults ``paf_stages=4``, ``cm_stages=2`` as in ``BODY_25``. The outputs keep this module's COCO
+  layout (19 heatmap channels incl. background, 38 PAF channels, ``concat(heatmaps, PAFs)``), so
+  :data:`VGG19_COCO` describes both orders; ``BODY_25`` itself has 26 and 52.
+
+These facts come from the paper's text and from reading a public PyTorch transcription of
+``BODY_25``'s deploy file (``beingjoey/pytorch_openpose_body_25``), not from CMU's prototxt itself
+or the paper's figures, and no 2019 checkpoint has been loaded into it: there is no loader for it.
 
 The PAF channel order of the network is CMU's training order (:data:`CMU_COCO_LIMBS`), not the
 order of ``OPENPOSE_18.skeleton``; :func:`paf_channels_for` maps one to the other. The resulting
@@ -48,6 +65,7 @@ from posekit.schemas import OPENPOSE_18, KeypointSchema
 __all__ = [
     "CMU_COCO_LIMBS",
     "INPUT_NAME",
+    "ORDERS",
     "OUTPUT_NAME",
     "VGG19_COCO",
     "CheckpointMismatchError",
@@ -162,19 +180,60 @@ class _Stage(nn.Module):
         return self.pafs(x), self.heatmaps(x)
 
 
+class _DenseBlock(nn.Module):
+    """Three consecutive 3x3 convolutions (each + PReLU); their three outputs concatenated."""
+
+    def __init__(self, cin: int, width: int) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(_conv(cin if i == 0 else width, width, 3) for i in range(3))
+        self.acts = nn.ModuleList(nn.PReLU(width) for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = []
+        for conv, act in zip(self.convs, self.acts, strict=True):
+            x = act(conv(x))
+            outs.append(x)
+        return torch.cat(outs, dim=1)
+
+
+class _Stage2019(nn.Module):
+    """One 2019 stage: 5 dense blocks, a 1x1 convolution (+ PReLU), a 1x1 convolution to ``cout``."""
+
+    def __init__(self, cin: int, cout: int, width: int, hidden: int, blocks: int = 5) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*(_DenseBlock(cin if i == 0 else 3 * width, width) for i in range(blocks)))
+        self.hidden = _conv(3 * width, hidden, 1)
+        self.act = nn.PReLU(hidden)
+        self.out = _conv(hidden, cout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.act(self.hidden(self.blocks(x))))
+
+
+ORDERS = ("2017", "2019")
+_PRELU_2019 = {"conv4_2", "conv4_3_CPM", "conv4_4_CPM"}
+
+
 class OpenPoseVGG19(nn.Module):
     """CMU's COCO OpenPose network: (N, 3, H, W) -> (N, 57, H/8, W/8) (see the module docstring).
 
-    ``stages`` (1..6, default 6 as published) only exists to build shorter networks for tests;
-    a CMU state dict loads into the 6-stage network alone.
+    ``order="2017"`` (default): the CVPR 2017 layout, both branches in every stage; ``stages``
+    (1..6, default 6 as published) only exists to build shorter networks for tests; a CMU state
+    dict loads into the 6-stage network alone. ``order="2019"``: the TPAMI 2019 layout,
+    ``paf_stages`` PAF stages then ``cm_stages`` confidence-map stages (``stages`` is unused).
     """
 
     spec: OpenPoseSpec = VGG19_COCO
 
-    def __init__(self, stages: int = 6) -> None:
+    def __init__(self, stages: int = 6, *, order: str = "2017", paf_stages: int = 4, cm_stages: int = 2) -> None:
         super().__init__()
-        if not 1 <= stages <= 6:
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {list(ORDERS)}, got {order!r}")
+        if order == "2017" and not 1 <= stages <= 6:
             raise ValueError(f"stages must be 1..6, got {stages}")
+        if order == "2019" and (paf_stages < 1 or cm_stages < 1):
+            raise ValueError(f"paf_stages and cm_stages must be >= 1, got {paf_stages} and {cm_stages}")
+        self.order = order
         trunk: list[nn.Module] = []
         self.trunk_names: list[str] = []
         cin = 3
@@ -182,25 +241,55 @@ class OpenPoseVGG19(nn.Module):
             if name == "pool":
                 trunk.append(nn.MaxPool2d(2, 2))
             else:
-                trunk += [_conv(cin, cout, 3), nn.ReLU(inplace=True)]
+                act = nn.PReLU(cout) if order == "2019" and name in _PRELU_2019 else nn.ReLU(inplace=True)
+                trunk += [_conv(cin, cout, 3), act]
                 self.trunk_names.append(name)
                 cin = cout
         self.trunk = nn.Sequential(*trunk)
-        self.stages = nn.ModuleList(_Stage(s) for s in range(1, stages + 1))
+        if order == "2017":
+            self.stages = nn.ModuleList(_Stage(s) for s in range(1, stages + 1))
+            return
+        f = _FEATURES
+        self.paf_stages = nn.ModuleList(
+            _Stage2019(f if t == 0 else f + _PAFS, _PAFS, *((96, 256) if t == 0 else (128, 512)))
+            for t in range(paf_stages)
+        )
+        self.cm_stages = nn.ModuleList(
+            _Stage2019(
+                f + _PAFS if t == 0 else f + _HEATMAPS + _PAFS, _HEATMAPS, *((96, 256) if t == 0 else (128, 512))
+            )
+            for t in range(cm_stages)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.order == "2019":
+            outs = self.stage_outputs(x)
+            return torch.cat([outs[-1][1], outs[len(self.paf_stages) - 1][0]], dim=1)  # type: ignore[list-item]
         features = self.trunk(x)
         pafs, heat = self.stages[0](features)
         for stage in self.stages[1:]:
             pafs, heat = stage(torch.cat([pafs, heat, features], dim=1))
         return torch.cat([heat, pafs], dim=1)
 
-    def stage_outputs(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """``(pafs, heatmaps)`` of every stage (the intermediate supervision targets)."""
+    def stage_outputs(self, x: torch.Tensor) -> list[tuple[torch.Tensor | None, torch.Tensor | None]]:
+        """``(pafs, heatmaps)`` of every stage (the intermediate supervision targets). In the 2019
+        order a PAF stage gives ``(pafs, None)`` and a confidence-map stage ``(None, heatmaps)``."""
         features = self.trunk(x)
-        outs = [self.stages[0](features)]
-        for stage in self.stages[1:]:
-            outs.append(stage(torch.cat([*outs[-1], features], dim=1)))
+        if self.order == "2017":
+            outs: list[tuple[torch.Tensor | None, torch.Tensor | None]] = [self.stages[0](features)]
+            for stage in self.stages[1:]:
+                outs.append(stage(torch.cat([*outs[-1], features], dim=1)))  # type: ignore[list-item]
+            return outs
+        pafs = self.paf_stages[0](features)
+        outs = [(pafs, None)]
+        for stage in self.paf_stages[1:]:
+            pafs = stage(torch.cat([features, pafs], dim=1))
+            outs.append((pafs, None))
+        heat = self.cm_stages[0](torch.cat([features, pafs], dim=1))
+        outs.append((None, heat))
+        for stage in self.cm_stages[1:]:
+            heat = stage(torch.cat([features, heat, pafs], dim=1))
+            outs.append((None, heat))
         return outs
 
 
@@ -209,7 +298,9 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def cmu_key_map(model: OpenPoseVGG19) -> dict[str, str]:
-    """``model.state_dict()`` key -> key in the CMU-converted PyTorch layout."""
+    """``model.state_dict()`` key -> key in the CMU-converted PyTorch layout (2017 order only)."""
+    if model.order != "2017":
+        raise ValueError(f"only the 2017 order has a CMU checkpoint layout; this network is order {model.order!r}")
     out: dict[str, str] = {}
     convs = [(i, m) for i, m in enumerate(model.trunk) if isinstance(m, nn.Conv2d)]
     for (i, _), name in zip(convs, model.trunk_names, strict=True):
