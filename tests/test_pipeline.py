@@ -120,3 +120,106 @@ def test_video_top_down_follows_people_and_detects_every_n_frames(data_dir: Path
     assert pckh(sub, preds).pckh > 0.6  # per-frame detection scores about the same (0.76 on all 41 frames)
     with pytest.raises(ValueError, match="detect_every"):
         VideoTopDown(model, detect_every=0)
+
+
+# --- flip test ----------------------------------------------------------------------------------------
+
+
+def _mirror_by_names(heat: np.ndarray, pafs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What a perfectly mirror-consistent network would output for the mirrored image, written from
+    the keypoint names (independently of the schema's flip pairs): left and right swapped, maps
+    mirrored along x, PAF x components negated, limbs pointing the other way negated."""
+    from posekit.schemas import OPENPOSE_18
+
+    names = list(OPENPOSE_18.keypoints)
+
+    def mirror(i: int) -> int:
+        n = names[i]
+        for a, b in (("left_", "right_"), ("right_", "left_")):
+            if n.startswith(a):
+                return names.index(b + n[len(a) :])
+        return i
+
+    heat_m = np.empty_like(heat)
+    for k in range(len(names)):
+        heat_m[mirror(k)] = heat[k][:, ::-1]
+    skeleton = [tuple(limb) for limb in OPENPOSE_18.skeleton]
+    pafs_m = np.empty_like(pafs)
+    for limb, (a, b) in enumerate(skeleton):
+        field = pafs[limb][:, ::-1] * np.array([-1.0, 1.0], dtype=np.float32)
+        ma, mb = mirror(a), mirror(b)
+        if (ma, mb) in skeleton:
+            pafs_m[skeleton.index((ma, mb))] = field
+        else:
+            pafs_m[skeleton.index((mb, ma))] = -field
+    return heat_m, pafs_m
+
+
+class _MirrorConsistentNet:
+    """A stand-in network: fixed random maps for the image, their exact mirror for the mirrored image."""
+
+    def __init__(self, image: np.ndarray, size: tuple[int, int]) -> None:
+        from posekit.models.openpose import MOBILENET_THIN
+
+        self.spec = MOBILENET_THIN
+        self.image = image
+        w, h = size[0] // 8, size[1] // 8
+        rng = np.random.default_rng(0)
+        self.heat = rng.random((18, h, w), dtype=np.float32)
+        self.pafs = rng.uniform(-1, 1, (19, h, w, 2)).astype(np.float32)
+        self.calls: list[str] = []
+
+    def __call__(self, image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        if np.array_equal(image, self.image):
+            self.calls.append("direct")
+            return self.heat.copy(), self.pafs.copy()
+        assert np.array_equal(image, self.image[:, ::-1]), "only the image or its mirror is expected"
+        self.calls.append("mirrored")
+        return _mirror_by_names(self.heat, self.pafs)
+
+
+def test_flip_test_undoes_the_mirror_exactly() -> None:
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    net = _MirrorConsistentNet(image, (128, 96))
+    plain = BottomUp(net, input_size=(128, 96))  # type: ignore[arg-type]
+    flipped = BottomUp(net, input_size=(128, 96), flip_test=True)  # type: ignore[arg-type]
+    heat, pafs, size = flipped.maps(image)
+    assert net.calls == ["direct", "mirrored"]
+    assert size == (128, 96)
+    np.testing.assert_array_equal(heat, net.heat)  # (a + a) / 2 == a exactly in float32
+    np.testing.assert_array_equal(pafs, net.pafs)
+    h0, p0, _ = plain.maps(image)
+    np.testing.assert_array_equal(h0, heat)
+    np.testing.assert_array_equal(p0, pafs)
+
+
+def test_flip_test_averages_a_biased_network_back_to_the_centre() -> None:
+    """A network whose peaks sit one cell right of the truth (in whatever image it sees) gives, flip
+    tested, two equal peaks on either side of the truth: the average is symmetric about it. A PAF
+    of the mirror's left arm comes back as the right arm's, its x component negated."""
+    from posekit.pipeline import _mirror_limbs, mirror_maps
+    from posekit.schemas import OPENPOSE_18
+
+    h, w, true_x = 12, 16, 6
+    heat = np.zeros((18, h, w), dtype=np.float32)
+    heat[:, 5, true_x + 1] = 1.0  # the direct pass, biased right
+    heat_mirror = np.zeros_like(heat)  # the mirror sees the truth at w - 1 - true_x, biased right too
+    heat_mirror[:, 5, (w - 1 - true_x) + 1] = 1.0
+    pafs_mirror = np.zeros((19, h, w, 2), dtype=np.float32)
+    skeleton = list(OPENPOSE_18.skeleton)
+    left_arm, right_arm = skeleton.index((1, 5)), skeleton.index((1, 2))  # neck -> left / right shoulder
+    pafs_mirror[left_arm, 3, 2] = (0.8, 0.6)
+    perm = OPENPOSE_18.flip_permutation()
+    heat_back, pafs_back = mirror_maps(heat_mirror, pafs_mirror, perm, *_mirror_limbs(OPENPOSE_18.skeleton, perm))
+    row = ((heat + heat_back) / 2)[0, 5]
+    assert row[true_x - 1] == row[true_x + 1] == 0.5
+    assert row.sum() == 1.0
+    np.testing.assert_array_equal(pafs_back[right_arm, 3, w - 1 - 2], np.float32([-0.8, 0.6]))
+    assert np.count_nonzero(pafs_back) == 2
+
+
+def test_flip_test_is_an_option_of_the_preset() -> None:
+    model = posekit.load("openpose-mobilenet-thin", progress=False, flip_test=True)
+    assert model.flip_test
+    assert not posekit.load("openpose-mobilenet-thin", progress=False).flip_test
