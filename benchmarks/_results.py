@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import platform
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from posekit.io import atomic_write_bytes, atomic_write_json
 
-__all__ = ["cpu_name", "write_results"]
+__all__ = ["cpu_name", "posekit_eval", "write_results"]
 
 
 def cpu_name() -> str:
@@ -28,3 +31,11 @@ def write_results(out_dir: Path, stem: str, report: dict[str, Any], lines: list[
     atomic_write_json(out_dir / f"{stem}.json", report)
     atomic_write_bytes(out_dir / f"{stem}.md", text.encode())
     print(text, end="")
+
+
+def posekit_eval(gt: Path, *args: str) -> dict[str, float]:
+    """COCO stats from the real ``posekit eval --gt GT --json ARGS...`` command, run as a subprocess."""
+    cmd = [sys.executable, "-m", "posekit", "eval", "--gt", str(gt), "--json", "--quiet", *args]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    stats: dict[str, float] = json.loads(out)["stats"]
+    return stats

@@ -17,8 +17,6 @@ Writes ``benchmarks/results/train_finetune.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,17 +29,10 @@ from posekit.train.config import load_config
 from posekit.train.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import cpu_name, write_results
+from _results import cpu_name, posekit_eval, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV = ROOT.parent / "shared" / "data" / "coco-val2017-dev" / "person_keypoints.json"
-
-
-def posekit_eval(*extra: str) -> dict[str, float]:
-    cmd = [sys.executable, "-m", "posekit", "eval", "--gt", str(DEV), "--json", "--quiet", *extra]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    stats: dict[str, float] = json.loads(out)["stats"]
-    return stats
 
 
 def main() -> None:
@@ -67,7 +58,7 @@ def main() -> None:
         ("PyTorch port, real weights (before)", ("--model", "trained", "--checkpoint", str(before))),
         (f"after {result.step} fine-tuning steps", ("--model", "trained", "--checkpoint", str(args.out / "model.pt"))),
     ):
-        s = posekit_eval(*extra)
+        s = posekit_eval(DEV, *extra)
         rows.append({"model": name, **{k: s[k] for k in ("AP", "AP50", "AP75", "AR")}})
     report = {
         "cpu": cpu_name(), "torch": torch.__version__, "config": cfg.to_dict(), "steps": result.step,

@@ -17,8 +17,9 @@ if os.environ.get("CI", "").strip().lower() == "true":
 else:
     torch = pytest.importorskip("torch")
 
+import posekit
 from posekit.cli import main as cli_main
-from posekit.train.build import load_model_file, model_pipeline
+from posekit.train.build import load_model_file, load_model_file_meta, model_pipeline
 from posekit.train.config import TrainConfig, config_from_dict
 from posekit.train.losses import heatmap_distillation, weighted_mse
 from posekit.train.trainer import CheckpointExistsError, Trainer
@@ -55,6 +56,9 @@ def test_training_lowers_the_loss_on_a_fixed_batch(data_dir: Path, tmp_path: Pat
     assert float(trainer.loss(batch).detach()) < 0.8 * before
     rows = list(np.genfromtxt(tmp_path / "run" / "metrics.csv", delimiter=",", names=True))
     assert [int(r["step"]) for r in rows] == list(range(1, 31))
+    # trained without mirrored samples: the 'trained' preset leaves its flip test off
+    assert load_model_file_meta(tmp_path / "run" / "model.pt")[2] == {"flip_augmented": False}
+    assert not posekit.load("trained", checkpoint=tmp_path / "run" / "model.pt", progress=False).estimator.flip_test
     assert all(np.isfinite(r["loss"]) and r["lr"] > 0 for r in rows)
 
 
@@ -232,3 +236,19 @@ def test_fastpose_trains_with_both_heads(data_dir: Path, tmp_path: Path, head: s
     assert pipe.estimator.decode == head
     img = np.zeros((120, 100, 3), np.uint8)
     assert len(pipe(img, np.array([[10, 10, 60, 110]]))) == 1
+
+
+@pytest.mark.parametrize("kind", ["fitted", "jitter"])
+def test_box_noise_from_detector_statistics_changes_the_training_crops(data_dir: Path, tmp_path: Path, kind: str):
+    from posekit.train.boxnoise import BoxNoise
+
+    spec = "jitter"
+    if kind == "fitted":
+        fx = data_dir / "fixtures" / "coco"
+        spec = str(tmp_path / "noise.json")
+        BoxNoise.from_coco(fx / "test_coco_det_AP_H_56.json", fx / "test_coco.json").save(spec)
+    plain = Trainer(_cfg(data_dir, tmp_path / "a", steps=1), progress=False)
+    noisy = Trainer(_cfg(data_dir, tmp_path / "b", steps=1, data={"box_noise": spec}), progress=False)
+    a, b = plain.dataset[(0, 0)], noisy.dataset[(0, 0)]
+    assert not torch.equal(a["image"], b["image"])
+    assert np.isfinite(noisy.fit().loss)

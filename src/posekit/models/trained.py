@@ -17,10 +17,11 @@ from posekit.models import register_model
     schema="coco17",
     license="that of your data and initial weights",
 )
-def _build(*, checkpoint: str | Path | None = None, flip_test: bool = True, **kwargs: Any) -> Any:
-    """``checkpoint`` (required): a ``model.pt`` or ``last.pt`` from ``posekit train``. ViTPose / FastPose: ``flip_test``,
-    ``threads`` / ``progress`` / ``DetectorParams`` fields for the detector; OpenPose networks: ``input_size``,
-    ``scales``, ``peaks``, ``paf`` as for the bottom-up presets."""
+def _build(*, checkpoint: str | Path | None = None, flip_test: bool | None = None, **kwargs: Any) -> Any:
+    """``checkpoint`` (required): a ``model.pt`` or ``last.pt`` from ``posekit train``. ViTPose / FastPose:
+    ``flip_test`` (default: on when the network was trained with flips), ``threads`` / ``progress`` /
+    ``DetectorParams`` fields for the detector; OpenPose networks: ``input_size``, ``scales``, ``peaks``,
+    ``paf`` as for the bottom-up presets."""
     if checkpoint is None:
         raise ValueError("the 'trained' model needs checkpoint= (a model.pt written by `posekit train`; "
                          "on the command line: --checkpoint OUT/model.pt)")  # fmt: skip
@@ -28,9 +29,11 @@ def _build(*, checkpoint: str | Path | None = None, flip_test: bool = True, **kw
         import torch  # noqa: F401
     except ImportError:
         raise ValueError("the 'trained' model needs PyTorch: pip install 'posekit[torch]'") from None
-    from posekit.train.build import load_model_file, model_pipeline
+    from posekit.train.build import load_model_file_meta, model_pipeline
 
-    model, cfg = load_model_file(checkpoint)
+    model, cfg, meta = load_model_file_meta(checkpoint)
+    if flip_test is None:
+        flip_test = bool(meta.get("flip_augmented", True))
     if cfg.kind in ("vitpose", "fastpose"):
         from posekit.models.torch.presets import _detector
 

@@ -63,7 +63,7 @@ def build_model(cfg: ModelConfig, *, progress: bool = True) -> nn.Module:
     else:  # guarded by TrainConfig
         raise ValueError(f"unknown model kind {cfg.kind!r}")
     if cfg.init not in ("random", "pretrained"):
-        state, saved = _read_model_file(cfg.init)
+        state, saved, _ = _read_model_file(cfg.init)
         if saved.kind != cfg.kind:
             raise ValueError(f"{cfg.init} holds a {saved.kind!r} model; the config asks for {cfg.kind!r}")
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -73,13 +73,22 @@ def build_model(cfg: ModelConfig, *, progress: bool = True) -> nn.Module:
     return model
 
 
-def save_model_file(path: str | Path, model: nn.Module, cfg: ModelConfig, task: str) -> Path:
-    """Write a self-describing model file atomically (temporary file, then rename)."""
+def save_model_file(
+    path: str | Path, model: nn.Module, cfg: ModelConfig, task: str, *, flip_augmented: bool = True
+) -> Path:
+    """Write a self-describing model file atomically (temporary file, then rename).
+
+    ``flip_augmented`` records whether the network was trained on mirrored samples too: the
+    ``trained`` preset turns its flip test on by default only then (a network that never saw a
+    mirrored person is hurt by averaging in its mirrored prediction).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"format": MODEL_FORMAT, "version": 1, "task": task, "model": asdict(cfg), "state_dict": state}, tmp)
+    obj = {"format": MODEL_FORMAT, "version": 1, "task": task, "model": asdict(cfg),
+           "flip_augmented": bool(flip_augmented), "state_dict": state}  # fmt: skip
+    torch.save(obj, tmp)
     os.replace(tmp, path)
     return path
 
@@ -90,24 +99,31 @@ def model_config_from(values: dict[str, Any]) -> ModelConfig:
     return ModelConfig(**kw)
 
 
-def _read_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelConfig]:
+def _read_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelConfig, dict[str, Any]]:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"model file {p} does not exist")
     obj = torch.load(p, map_location="cpu", weights_only=True)
     if isinstance(obj, dict) and obj.get("format") == "posekit-train":  # a training checkpoint
-        obj = {"model": obj["config"]["model"], "state_dict": obj["model_state"]}
-    elif not (isinstance(obj, dict) and obj.get("format") == MODEL_FORMAT):
+        meta = {"flip_augmented": bool(obj["config"]["data"].get("augment", True))}
+        return obj["model_state"], model_config_from(obj["config"]["model"]), meta
+    if not (isinstance(obj, dict) and obj.get("format") == MODEL_FORMAT):
         raise ValueError(f"{p} is not a posekit model file (written by `posekit train`: model.pt or last.pt)")
-    return obj["state_dict"], model_config_from(obj["model"])
+    return obj["state_dict"], model_config_from(obj["model"]), {"flip_augmented": obj.get("flip_augmented", True)}
 
 
 def load_model_file(path: str | Path) -> tuple[nn.Module, ModelConfig]:
     """The network saved in a posekit model file (or training checkpoint), in eval mode."""
-    state, cfg = _read_model_file(path)
+    model, cfg, _ = load_model_file_meta(path)
+    return model, cfg
+
+
+def load_model_file_meta(path: str | Path) -> tuple[nn.Module, ModelConfig, dict[str, Any]]:
+    """:func:`load_model_file` and the file's notes (``flip_augmented``)."""
+    state, cfg, meta = _read_model_file(path)
     model = build_model(ModelConfig(**{**asdict(cfg), "init": "random", "drop_path_rate": 0.0}), progress=False)
     model.load_state_dict(state, strict=True)
-    return model.eval(), cfg
+    return model.eval(), cfg, meta
 
 
 def model_pipeline(model: nn.Module, cfg: ModelConfig, *, detector: Any = None, flip_test: bool = True,

@@ -15,8 +15,9 @@ torch generator (drop path) is reseeded from (seed, step, rank) before each step
 from step ``s`` performs exactly the computations the uninterrupted run performs after step ``s``,
 and N ``torchrun`` processes see the same global batches as one process. With DDP, gradients are
 averaged over processes; since losses are means over samples, that equals one process's gradient of
-the whole batch (up to float summation order). BatchNorm statistics (the classic ViTPose decoder)
-are per process, as in mmpose's default; everything else is identical.
+the whole batch (up to float summation order). BatchNorm layers (FastPose, the classic ViTPose
+decoder) become SyncBatchNorm on CUDA; on CPU (gloo) their statistics are per process, so there
+the equality holds for networks without BatchNorm (the simple-decoder ViTPose, MobileNet-thin).
 """
 
 from __future__ import annotations
@@ -160,6 +161,9 @@ class Trainer:
             cfg.model.kind, _Call(self.model, "stage_outputs")
         )
         if self.dist.world > 1:
+            if self.device.type == "cuda":  # batch statistics over the global batch (SyncBatchNorm is CUDA-only)
+                converted = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)  # replaces BN layers in place
+                assert converted is self.model
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
 
@@ -220,7 +224,8 @@ class Trainer:
             tmp = path.with_name("last.pt.tmp")
             torch.save(self.state_dict(), tmp)
             os.replace(tmp, path)
-            save_model_file(self.out / "model.pt", self.model, self.cfg.model, self.cfg.task)
+            save_model_file(self.out / "model.pt", self.model, self.cfg.model, self.cfg.task,
+                            flip_augmented=self.cfg.data.augment)  # fmt: skip
         self._barrier()
         return path
 
