@@ -520,15 +520,15 @@ def _export_preset(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise ValueError("export needs PyTorch and ONNX: pip install 'posekit[torch]'") from None
-    from posekit.models.torch.presets import CHECKPOINT_PRESETS
+    from posekit.models.torch.presets import CHECKPOINT_PRESETS  # registering needs no torch
 
     allowed = ["openpose-mobilenet-thin", *sorted(CHECKPOINT_PRESETS)]
     if args.model not in allowed:
         raise ValueError(f"cannot export {args.model!r}; expected one of {allowed}")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ValueError("export needs PyTorch and ONNX: pip install 'posekit[torch]'") from None
     if args.model == "openpose-mobilenet-thin":
         _export_openpose(args)
     else:

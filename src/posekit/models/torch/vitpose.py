@@ -147,10 +147,11 @@ def spec_for(cfg: VitPoseConfig, schema: KeypointSchema = COCO_17) -> VitPoseSpe
 class VitPoseCheckpoint:
     """Where published ViTPose weights live, and how to read them.
 
-    Not registered in :mod:`posekit.weights`: its entries must pin a sha256 and a size, and no one
-    has checked these files from here (no network), so ``sha256`` is ``None``. They become
-    registry entries once a digest is pinned. ``layout`` names the converter in
-    :mod:`posekit.models.torch.convert` (``"transformers"``: ``from_transformers_vitpose``).
+    The ``vitpose-*`` presets use mmpose's files, registered as unpinned weights in
+    :mod:`posekit.models.torch.presets`. These transformers-layout files are the alternatives for
+    ViTPose-B (pass one as ``checkpoint=``); no digest was checked from here (no network), so
+    ``sha256`` is ``None``. ``layout`` names the converter in :mod:`posekit.models.torch.convert`
+    (``"transformers"``: ``from_transformers_vitpose``).
     """
 
     name: str
