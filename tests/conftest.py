@@ -6,8 +6,11 @@ locally, but fail under CI (``CI=true``) so a broken checkout cannot pass by ski
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,3 +63,55 @@ def dev_set(data_dir: Path) -> CocoSet:
     if not ann.is_file():
         _missing("coco-val2017-dev annotations", ann)
     return CocoSet(root=root, annotations=ann, images=root / "images")
+
+
+class LocalFileServer:
+    """A local HTTP server (127.0.0.1, a free port) serving ``files`` by path and counting requests:
+    the stand-in for a model hub in download tests (no test needs the internet)."""
+
+    def __init__(self, files: dict[str, bytes], content_type: str = "application/octet-stream") -> None:
+        self.files = files
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests.append(self.path)
+                data = server.files.get(self.path)
+                if data is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:  # keep pytest's output clean
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def http_server() -> Iterator[Callable[..., LocalFileServer]]:
+    """Factory of :class:`LocalFileServer` instances, all closed after the test."""
+    servers: list[LocalFileServer] = []
+
+    def make(files: dict[str, bytes], content_type: str = "application/octet-stream") -> LocalFileServer:
+        servers.append(LocalFileServer(files, content_type))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.close()

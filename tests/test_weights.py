@@ -12,8 +12,9 @@ import io
 import re
 import tarfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -379,51 +380,9 @@ def test_builtin_entry_is_well_formed():
 # --- (g) entries that are not pinned: trust on first use, over real HTTP ---------------------------
 
 
-class _Server:
-    """A local HTTP server (127.0.0.1, a free port) serving ``files`` by path, counting requests."""
-
-    def __init__(self, files: dict[str, bytes], content_type: str = "application/octet-stream") -> None:
-        import http.server
-        import threading
-
-        self.files = files
-        self.requests: list[str] = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.requests.append(self.path)
-                data = server.files.get(self.path)
-                if data is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:  # keep pytest's output clean
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join()
-
-
 @pytest.fixture
-def server() -> Iterator[_Server]:
-    s = _Server({"/ckpt/w.bin": PAYLOAD, "/login.html": b"<!DOCTYPE html><html><body>sign in</body></html>"})
-    yield s
-    s.close()
+def server(http_server: Any) -> Any:
+    return http_server({"/ckpt/w.bin": PAYLOAD, "/login.html": b"<!DOCTYPE html><html><body>sign in</body></html>"})
 
 
 def _unpinned(register: Register, *sources: weights.Source, name: str = "test-unpinned") -> WeightsEntry:
@@ -440,7 +399,7 @@ def test_entry_validates_its_digest() -> None:
 
 
 def test_unpinned_download_is_recorded_then_verified(
-    register: Register, cache: Path, server: _Server, caplog: pytest.LogCaptureFixture
+    register: Register, cache: Path, server: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     e = _unpinned(register, UrlSource(server.url("/ckpt/w.bin")))
     with caplog.at_level("WARNING", logger="posekit.weights"):
@@ -462,7 +421,7 @@ def test_unpinned_download_is_recorded_then_verified(
 
 
 def test_unpinned_cached_file_that_changed_is_fetched_again_and_must_match_the_record(
-    register: Register, cache: Path, server: _Server
+    register: Register, cache: Path, server: Any
 ) -> None:
     e = _unpinned(register, UrlSource(server.url("/ckpt/w.bin")))
     got = fetch(e, progress=False)
@@ -479,7 +438,7 @@ def test_unpinned_cached_file_that_changed_is_fetched_again_and_must_match_the_r
     _assert_clean(cache)
 
 
-def test_unpinned_web_page_is_refused_not_trusted(register: Register, cache: Path, server: _Server) -> None:
+def test_unpinned_web_page_is_refused_not_trusted(register: Register, cache: Path, server: Any) -> None:
     e = _unpinned(register, UrlSource(server.url("/login.html")), UrlSource(server.url("/missing.bin")))
     with pytest.raises(WeightsUnavailableError) as info:
         fetch(e, progress=False)

@@ -9,13 +9,11 @@ needs no real size.
 from __future__ import annotations
 
 import dataclasses
-import http.server
 import os
 import re
 import socket
-import threading
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -122,41 +120,9 @@ def _closed_port_url(name: str) -> str:
     return f"http://127.0.0.1:{port}/{name}"
 
 
-class _FileServer:
-    def __init__(self, files: dict[str, bytes]) -> None:
-        self.files, self.requests = files, []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.requests.append(self.path)
-                data = outer.files.get(self.path)
-                if data is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-
 @pytest.fixture
-def file_server() -> Iterator[_FileServer]:
-    s = _FileServer({})
-    yield s
-    s.httpd.shutdown()
-    s.httpd.server_close()
-    s.thread.join()
+def file_server(http_server: Any) -> Any:
+    return http_server({})
 
 
 # --- the registry ---------------------------------------------------------------------------------
@@ -214,7 +180,7 @@ def test_offline_presets_name_the_url_and_the_alternatives(
 
 
 def test_vitpose_downloads_its_registered_checkpoint_once_then_trusts_the_record(
-    cache: Path, tiny_sizes: None, file_server: _FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cache: Path, tiny_sizes: None, file_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     torch.manual_seed(0)
     model = VitPose(TINY_VIT).eval()
