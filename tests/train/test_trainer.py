@@ -252,3 +252,12 @@ def test_box_noise_from_detector_statistics_changes_the_training_crops(data_dir:
     a, b = plain.dataset[(0, 0)], noisy.dataset[(0, 0)]
     assert not torch.equal(a["image"], b["image"])
     assert np.isfinite(noisy.fit().loss)
+
+
+def test_loader_workers_give_the_same_batches(data_dir: Path, tmp_path: Path):
+    """A sample is a function of (seed, epoch, index): worker processes change nothing."""
+    a = Trainer(_cfg(data_dir, tmp_path / "a"), progress=False)
+    b = Trainer(_cfg(data_dir, tmp_path / "b", data={"workers": 2}), progress=False)
+    for x, y in zip(a._batches(3, 6), b._batches(3, 6), strict=True):
+        for k in x:
+            assert torch.equal(x[k], y[k]), k

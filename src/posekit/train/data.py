@@ -81,21 +81,24 @@ def collate(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]
 
 
 class _Images:
-    """Decoded RGB images, kept in memory (training sets here are small; the cache is per process)."""
+    """Decoded RGB images, kept in memory when the set is small (``cache``; per process), else read each time."""
 
-    def __init__(self, limit: int = 2048) -> None:
-        self._cache: dict[Path, NDArray[np.uint8]] = {}
-        self._limit = limit
+    def __init__(self, cache: bool) -> None:
+        self._cache: dict[Path, NDArray[np.uint8]] | None = {} if cache else None
 
     def __call__(self, path: Path) -> NDArray[np.uint8]:
+        from posekit.io.images import read_image
+
+        if self._cache is None:
+            return read_image(path)
         img = self._cache.get(path)
         if img is None:
-            from posekit.io.images import read_image
-
-            img = read_image(path)
-            if len(self._cache) < self._limit:
-                self._cache[path] = img
+            img = self._cache[path] = read_image(path)
         return img
+
+
+# Training sets of at most this many images keep their decoded images in memory (~1 MB each for COCO).
+CACHE_IMAGES_UP_TO = 256
 
 
 def _normalise(image: NDArray[np.uint8], mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -175,7 +178,7 @@ class TopDownTrainSet(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
             raise ValueError("no labelled, non-crowd person in the training set")
         self.mean, self.std = tuple(mean), tuple(std)
         self.augment, self.box_noise, self.seed = augment, box_noise, seed
-        self._images = _Images()
+        self._images = _Images(len({x.image_path for x in self.samples}) <= CACHE_IMAGES_UP_TO)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -258,7 +261,7 @@ class BottomUpTrainSet(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         if not self.samples:
             raise ValueError("no image with labelled people in the training set")
         self.augment, self.seed = augment, seed
-        self._images = _Images()
+        self._images = _Images(len(self.samples) <= CACHE_IMAGES_UP_TO)
 
     def __len__(self) -> int:
         return len(self.samples)

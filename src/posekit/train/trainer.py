@@ -281,11 +281,10 @@ class Trainer:
             return heat + paf
 
     def _batches(self, start: int, end: int) -> Iterator[dict[str, torch.Tensor]]:
-        keys = list(self.sampler.batches(start, end))
         workers = self.cfg.data.workers
         loader = torch.utils.data.DataLoader(
             self.dataset,  # type: ignore[arg-type]
-            batch_sampler=keys,  # type: ignore[arg-type]
+            batch_sampler=self.sampler.batches(start, end),  # type: ignore[arg-type]  # lazily, batch by batch
             num_workers=workers,
             collate_fn=collate,
             generator=torch.Generator().manual_seed(self.cfg.seed),  # keep the global RNG untouched
