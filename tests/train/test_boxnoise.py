@@ -256,14 +256,14 @@ def test_from_detector_with_a_stand_in(dev_set):
 
 @pytest.mark.network
 def test_from_blazepose_alignment_boxes(data_dir):
-    """posekit's own detector: square alignment boxes, so few reach IoU 0.5 with COCO's tight boxes."""
+    """posekit's own detector with MediaPipe's square alignment boxes: few reach IoU 0.5 with COCO's tight boxes."""
     from posekit.detectors.blazepose import BlazePoseDetector
     from posekit.models.torch.presets import AlignmentBoxes
 
     root = data_dir / "coco-train2017-mini"
     data = json.loads((root / "person_keypoints.json").read_text())
     ids = sorted({a["image_id"] for a in data["annotations"] if a["num_keypoints"] > 0})[:15]
-    det = AlignmentBoxes(BlazePoseDetector(progress=False))
+    det = AlignmentBoxes(BlazePoseDetector(progress=False), along=1.0, across=1.0)
     bn = BoxNoise.from_detector(det, root / "person_keypoints.json", root / "images", image_ids=ids, iou_threshold=0.3)
     s = bn.summary()
     assert s["count"] >= 3

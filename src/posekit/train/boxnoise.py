@@ -21,10 +21,11 @@ Measured on the shared data: the 118 detections of ``fixtures/coco/test_coco_det
 (a COCO person detector at 56 AP) lie on the 4 fixture images, whose 14 non-crowd person boxes
 all find a match at IoU 0.5; the offsets' standard deviations are 0.04 and 0.03 (centre, in box
 widths and heights) and 0.10 and 0.07 (log width, log height), with means within 0.03 of 0.
-posekit's own BlazePose boxes (``AlignmentBoxes``: squares around the hip centre) are another
-shape: on ``coco-train2017-mini`` only 4 of 86 labelled people reach IoU 0.5 with one (21 at
-IoU 0.3, where log width averages +0.58, i.e. boxes 1.8x wider than COCO's tight boxes), so fit
-those with a lower ``iou_threshold`` and more images than this mini set.
+BlazePose's square alignment boxes (``AlignmentBoxes(..., along=1, across=1)``, MediaPipe's
+crop circle) are another shape: on ``coco-train2017-mini`` only 4 of 86 labelled people reach IoU
+0.5 with one (21 at IoU 0.3, where log width averages +0.58, i.e. boxes 1.8x wider than COCO's
+tight boxes), so fit those with a lower ``iou_threshold`` and more images than this mini set.
+(``AlignmentBoxes``' default body boxes are closer to the labels; see its docstring.)
 
 Boxes are xywh in image pixels (COCO's convention).
 """
