@@ -322,9 +322,12 @@ def test_vitpose_s_checkpoint_loads_and_runs_end_to_end(vitpose_s_checkpoint, de
     assert poses.boxes is not None
     assert np.all((poses.keypoint_scores >= 0) & (poses.keypoint_scores <= 1))
     assert {"detect", "crop", "network", "decode", "nms"} <= set(pipe.last_timings.stages)
-    # person boxes come from the detector's body alignment, not its face boxes: they are square
+    # person boxes come from the detector's body alignment (a 0.9 x 0.3 rectangle along the body axis), not
+    # its face boxes: their sides are at most 3:1 apart and people here stand, so the boxes are elongated
     side = poses.boxes[:, 2:] - poses.boxes[:, :2]
-    np.testing.assert_allclose(side[:, 0], side[:, 1], rtol=1e-4)
+    ratio = side.max(axis=1) / side.min(axis=1)
+    assert np.all(ratio <= 3 + 1e-3)
+    assert np.median(ratio) > 1.5
 
 
 def test_a_checkpoint_of_another_size_is_refused(vitpose_s_checkpoint) -> None:  # type: ignore[no-untyped-def]
