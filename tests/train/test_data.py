@@ -155,3 +155,20 @@ def test_fastpose_targets_use_alphaposes_stride_frame(mini: CocoKeypoints):
     item = ds[0]
     assert set(item) == {"image", "xy", "weights"}
     assert item["xy"].shape == (17, 2)
+
+
+def test_openpose_targets_drawn_finer_then_area_averaged():
+    people = np.zeros((1, 17, 3))
+    people[0, :, 0] = np.linspace(60, 260, 17)
+    people[0, :, 1] = np.linspace(40, 300, 17)
+    people[0, :, 2] = 2
+    coarse, _ = openpose_targets(people, np.zeros((320, 320), bool), (320, 320))
+    fine, mask = openpose_targets(people, np.zeros((320, 320), bool), (320, 320), render_scale=4)
+    assert fine.shape == coarse.shape == (57, 40, 40)
+    assert mask.shape == (1, 40, 40)
+    # same parts in the same cells; area averaging lowers and widens the peaks and PAF bands
+    np.testing.assert_array_equal(fine[:18].reshape(18, -1).argmax(1), coarse[:18].reshape(18, -1).argmax(1))
+    assert fine[:18].max() < coarse[:18].max() <= 1.0
+    assert (np.abs(fine[19:]) > 0.05).sum() > (np.abs(coarse[19:]) > 0.05).sum()
+    with pytest.raises(ValueError, match="render_scale"):
+        openpose_targets(people, np.zeros((320, 320), bool), (320, 320), render_scale=0)

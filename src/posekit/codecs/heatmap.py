@@ -66,10 +66,16 @@ def stride(input_size: Sequence[int], heatmap_size: Sequence[int]) -> tuple[floa
     return iw / hw, ih / hh
 
 
+_CUTOFF = float(np.sqrt(2.0 * np.log(1e6)))  # exp(-d^2 / (2 sigma^2)) < 1e-6 beyond this many sigmas
+
+
 def render_gaussians(
     centres: ArrayLike, valid: ArrayLike, map_size: Sequence[int], sigma: float
 ) -> NDArray[np.float32]:
     """``(K, h, w)`` maps: a peak-1 Gaussian at every valid centre, the maximum over people.
+
+    Each Gaussian is drawn within ``sqrt(2 ln 1e6) = 5.26`` sigma of its centre (beyond, it is below
+    1e-6 of its peak and left at 0), which keeps large maps cheap.
 
     ``centres`` is ``(N, K, 2)`` in map pixels (pixel centres at integers), ``valid`` ``(N, K)``
     booleans (or anything ``> 0``); ``map_size`` is ``(w, h)`` and ``sigma`` in map pixels.
@@ -83,10 +89,17 @@ def render_gaussians(
     w, h = _size(map_size, "map_size")
     out = np.zeros((c.shape[1], h, w), dtype=np.float64)
     xs, ys = np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)
+    reach = _CUTOFF * sigma  # beyond it a Gaussian is below 1e-6 of its peak: left at 0
     for n, k in zip(*np.nonzero(ok), strict=True):
-        gx = np.exp(-((xs - c[n, k, 0]) ** 2) / (2.0 * sigma**2))
-        gy = np.exp(-((ys - c[n, k, 1]) ** 2) / (2.0 * sigma**2))
-        np.maximum(out[k], gy[:, None] * gx[None, :], out=out[k])
+        cx, cy = c[n, k]
+        x0, x1 = max(int(np.floor(cx - reach)), 0), min(int(np.ceil(cx + reach)) + 1, w)
+        y0, y1 = max(int(np.floor(cy - reach)), 0), min(int(np.ceil(cy + reach)) + 1, h)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        gx = np.exp(-((xs[x0:x1] - cx) ** 2) / (2.0 * sigma**2))
+        gy = np.exp(-((ys[y0:y1] - cy) ** 2) / (2.0 * sigma**2))
+        win = out[k, y0:y1, x0:x1]
+        np.maximum(win, gy[:, None] * gx[None, :], out=win)
     return out.astype(np.float32)
 
 

@@ -74,12 +74,19 @@ def encode_pafs(
             if length < 1e-9:
                 continue
             v = d / length
-            rx, ry = px - kp[n, a, 0], py - kp[n, a, 1]
+            # only the limb's bounding box, grown by the width, can be on the limb
+            lo = np.minimum(kp[n, a], kp[n, b]) - limb_width
+            hi = np.maximum(kp[n, a], kp[n, b]) + limb_width
+            x0, y0 = max(int(np.floor(lo[0])), 0), max(int(np.floor(lo[1])), 0)
+            x1, y1 = min(int(np.ceil(hi[0])) + 1, w), min(int(np.ceil(hi[1])) + 1, h)
+            if x0 >= x1 or y0 >= y1:
+                continue
+            rx, ry = px[:, x0:x1] - kp[n, a, 0], py[y0:y1] - kp[n, a, 1]
             along = rx * v[0] + ry * v[1]
             across = np.abs(rx * v[1] - ry * v[0])
             on = (along >= 0.0) & (along <= length) & (across <= limb_width)
-            total[on] += v
-            count += on
+            total[y0:y1, x0:x1][on] += v
+            count[y0:y1, x0:x1] += on
         out[c] = total / np.maximum(count, 1.0)[..., None]
     return out.astype(np.float32)
 
